@@ -1,0 +1,3 @@
+from ofasys.cli import run
+
+run()

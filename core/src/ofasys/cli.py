@@ -1,0 +1,233 @@
+"""The ``ofasys`` command line.
+
+Importing this module, ``ofasys --help`` and ``ofasys plugins`` never import torch: the heavy commands import
+the engine inside their bodies. Errors become a message on stderr and an exit code (2 for bad input).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import OfasysError
+
+app = typer.Typer(
+    name="ofasys",
+    help="Declare multi-modal tasks in one line, train one model on all of them, serve them from one checkpoint.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+plugins_app = typer.Typer(help="List and inspect modality plugins.", invoke_without_command=True,
+                          add_completion=False, rich_markup_mode=None)
+app.add_typer(plugins_app, name="plugins")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _fail(err: BaseException) -> "typer.Exit":
+    """Print an error for a person and return the Exit to raise."""
+    code = getattr(err, "exit_code", 1)
+    sys.stderr.write(f"error: {err}\n")
+    cause = err.__cause__
+    if cause is not None and str(cause) not in str(err):
+        sys.stderr.write(f"  caused by {type(cause).__name__}: {cause}\n")
+    return typer.Exit(code)
+
+
+def _version_callback(value: bool):
+    if value:
+        typer.echo(f"ofasys {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                      help="Print the version and exit.")):
+    """ofasys: multi-modal multi-task learning from one-line instructions."""
+
+
+# ------------------------------------------------------------------------------------------------ plugins
+@plugins_app.callback(invoke_without_command=True)
+def plugins(ctx: typer.Context,
+            as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one object per distribution."),
+            requirements: bool = typer.Option(False, "--requirements", help="Print name==version lines.")):
+    """List installed plugin distributions, their slot types, hooks and load errors."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .plugins import get_manager
+
+    infos = get_manager().plugin_infos()
+    if as_json:
+        typer.echo(json.dumps([p.to_json() for p in infos], indent=2))
+        return
+    if requirements:
+        for p in infos:
+            typer.echo(f"{p.name}=={p.version}")
+        return
+    from rich.table import Table
+
+    table = Table(title="ofasys plugins")
+    for col in ("distribution", "version", "slot types", "hooks", "status"):
+        table.add_column(col)
+    for p in infos:
+        status = "[red]error: " + p.error + "[/red]" if p.error else "[green]ok[/green]"
+        table.add_row(p.name, p.version, ", ".join(sorted(p.slot_types)),
+                      ", ".join(h.replace("ofasys_", "") for h in sorted(p.hooks)), status)
+    _console().print(table)
+    if not infos:
+        typer.echo('No plugins installed. Try: pip install "ofasys[all]"')
+
+
+@plugins_app.command("show")
+def plugins_show(slot_type: str = typer.Argument(..., help="A slot type, e.g. IMAGE."),
+                 as_json: bool = typer.Option(False, "--json")):
+    """Show one slot type: its attributes, component variants and providing distribution."""
+    from .plugins import get_manager
+
+    try:
+        spec, dist, version = get_manager().slot_type(slot_type.upper(), slot_type, (0, len(slot_type)))
+    except OfasysError as err:
+        raise _fail(err)
+    if as_json:
+        typer.echo(json.dumps({"distribution": dist, "version": version, **spec.to_json()}, indent=2))
+        return
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{spec.name}[/bold] from {dist} {version} ({spec.kind}) {spec.help}")
+    for stage, variants in spec.components.items():
+        con.print(f"  {stage}: {', '.join(variants)}")
+    table = Table(title="attributes")
+    for col in ("name", "type", "default", "sides", "help"):
+        table.add_column(col)
+    for a in spec.attributes:
+        table.add_row(a.name, a.type, repr(a.default), ", ".join(a.sides), a.help)
+    con.print(table)
+
+
+# ------------------------------------------------------------------------------------------------ explain
+@app.command()
+def explain(instruction: str = typer.Argument(..., help="An instruction, e.g. \"[IMAGE:img] caption? -> [TEXT:cap]\""),
+            as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON.")):
+    """Print the logical plan of an instruction: which plugin and components serve each slot."""
+    from .plan import GroupPlan, build_plan
+
+    try:
+        plan = build_plan(instruction)
+    except OfasysError as err:
+        raise _fail(err)
+    if as_json:
+        typer.echo(json.dumps(plan.to_json(), indent=2))
+        return
+    from rich.table import Table
+
+    con = _console()
+    for i, t in enumerate(plan.templates):
+        table = Table(title=f"plan{' (template ' + str(i + 1) + ')' if len(plan.templates) > 1 else ''}: {t.source}",
+                      title_justify="left")
+        for col in ("side", "slot", "kind", "preprocess", "adaptor", "criterion", "generator", "postprocess",
+                    "attributes", "plugin"):
+            table.add_column(col)
+
+        def rows(items, side, prefix=""):
+            for it in items:
+                if isinstance(it, GroupPlan):
+                    table.add_row(side, f"{prefix}( group {it.index}, repeated per item of "
+                                        f"{', '.join(it.columns)} )*", "", "", "", "", "", "", "", "")
+                    rows(it.items, side, prefix + "  ")
+                elif isinstance(it, str):
+                    table.add_row(side, f"{prefix}<{it}>", "marker", "", "", "", "", "", "", "core")
+                else:
+                    name = f'"{it.literal}"' if it.literal is not None else f"[{it.type}:{it.column}]"
+                    c = it.components
+                    is_out = side == "decoder"
+                    attrs = ", ".join(f"{k}={v}" for k, v in it.attrs.items() if v not in (None, False, 0, 0.0))
+                    table.add_row(side, prefix + name, it.kind, c.get("preprocess") or "-",
+                                  c.get("adaptor") or "-",
+                                  (c.get("criterion") or "-") if is_out and it.literal is None else "",
+                                  (c.get("generator") or "-") if is_out else "",
+                                  (c.get("postprocess") or "-") if is_out and it.literal is None else "",
+                                  attrs, f"{it.plugin} {it.version}")
+
+        rows(t.encoder, "encoder")
+        rows(t.decoder, "decoder")
+        con.print(table)
+    con.print(f"output: {plan.target_kind} ({', '.join(s.key for s in plan.outputs)}); "
+              f"columns: {', '.join(plan.columns())}")
+
+
+# ------------------------------------------------------------------------------------------------ engine
+@app.command()
+def train(config: Path = typer.Argument(..., exists=True, dir_okay=False, help="A TOML or YAML training config."),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (overrides config)."),
+          max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override trainer.max_steps."),
+          resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from the last checkpoint.")):
+    """Train one model jointly on the tasks a config file lists."""
+    try:
+        from .engine.commands import train_from_config
+
+        train_from_config(config, output=output, max_steps=max_steps, resume=resume)
+    except OfasysError as err:
+        raise _fail(err)
+
+
+@app.command()
+def infer(checkpoint: Path = typer.Option(..., "--checkpoint", "-c", exists=True, help="A checkpoint directory."),
+          instruction: str = typer.Option(..., "--instruction", "-i", help="The instruction (or a task name)."),
+          data: List[str] = typer.Option([], "--data", "-d", help="col=value (repeatable)."),
+          jsonl: Optional[Path] = typer.Option(None, "--jsonl", exists=True, help="A JSONL file of rows."),
+          beam_size: int = typer.Option(1, "--beam-size"), max_len: Optional[int] = typer.Option(None, "--max-len"),
+          sampling: bool = typer.Option(False, "--sampling"), as_json: bool = typer.Option(False, "--json")):
+    """Run a trained model on one row (--data) or many (--jsonl)."""
+    try:
+        from .engine.commands import infer_command
+
+        infer_command(checkpoint, instruction, data, jsonl, beam_size=beam_size, max_len=max_len,
+                      sampling=sampling, as_json=as_json)
+    except OfasysError as err:
+        raise _fail(err)
+
+
+@app.command("eval")
+def evaluate(checkpoint: Path = typer.Argument(..., exists=True, help="A checkpoint directory."),
+             config: Path = typer.Argument(..., exists=True, dir_okay=False, help="The training config."),
+             split: str = typer.Option("test", "--split"), as_json: bool = typer.Option(False, "--json")):
+    """Report every task's metrics on a split as a table (or JSON)."""
+    try:
+        from .engine.commands import eval_command
+
+        eval_command(checkpoint, config, split=split, as_json=as_json)
+    except OfasysError as err:
+        raise _fail(err)
+
+
+@app.command()
+def demo(output: Path = typer.Option(Path("demo"), "--output", "-o"),
+         quick: bool = typer.Option(False, "--quick", help="A short profile (minutes on 2 CPU cores)."),
+         device: str = typer.Option("cpu", "--device")):
+    """Train one small generalist on the bundled tasks of every installed plugin and show the results."""
+    try:
+        from .engine.demo import run_demo
+
+        run_demo(output, quick=quick, device=device)
+    except OfasysError as err:
+        raise _fail(err)
+
+
+def run() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
