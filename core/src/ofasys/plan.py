@@ -39,6 +39,7 @@ class SlotPlan:
     literal: str | None = None
     group: int | None = None
     output_fields: tuple[str, ...] = ()
+    vocab_blocks: tuple[str, ...] = ()
 
     @property
     def adaptor_key(self) -> str:
@@ -56,12 +57,13 @@ class SlotPlan:
         return {"key": self.key, "type": self.type, "side": self.side, "column": self.column,
                 "attrs": dict(self.attrs), "components": dict(self.components), "kind": self.kind,
                 "plugin": self.plugin, "version": self.version, "literal": self.literal, "group": self.group,
-                "output_fields": list(self.output_fields)}
+                "output_fields": list(self.output_fields), "vocab_blocks": list(self.vocab_blocks)}
 
     @classmethod
     def from_json(cls, d: dict) -> "SlotPlan":
         d = dict(d)
         d["output_fields"] = tuple(d.get("output_fields", ()))
+        d["vocab_blocks"] = tuple(d.get("vocab_blocks", ()))
         return cls(**d)
 
 
@@ -247,7 +249,8 @@ class _Planner:
                                    *slot.span)
         return SlotPlan(key=column or f"{slot.type}@{side}", type=slot.type, side=side, column=column, attrs=attrs,
                         components=components, kind=kind, plugin=dist, version=version, group=group,
-                        output_fields=spec.output_fields)
+                        output_fields=spec.output_fields,
+                        vocab_blocks=spec.vocab_blocks if kind == "tokens" else ())
 
     def components(self, spec: SlotType, chosen: dict[str, str], slot: Slot, source: str) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
@@ -276,7 +279,7 @@ class _Planner:
         self.literal_counter += 1
         return SlotPlan(key=f"text#{self.literal_counter}", type=PLAIN_TEXT_TYPE, side=side, column=None,
                         attrs=attrs, components=components, kind="tokens", plugin=dist, version=version,
-                        literal=text.text, group=group, output_fields=())
+                        literal=text.text, group=group, output_fields=(), vocab_blocks=spec.vocab_blocks)
 
     def plan_items(self, elements, side: str, source: str, slots: dict[str, SlotPlan],
                    group: int | None = None) -> list[Item]:

@@ -1,0 +1,273 @@
+"""Datasets: what ``Task.add_dataset`` accepts, and the deterministic, resumable loaders built on them.
+
+Accepted: a list of dicts, a path to a JSONL/JSON/CSV/Parquet file, a torch ``Dataset`` (items are dicts),
+a torch ``IterableDataset`` (streams: never loaded whole), or a Hugging Face ``datasets.Dataset``.
+
+Order is a function of (seed, task, epoch) alone, so a run resumed from a checkpoint sees exactly the batches
+the uninterrupted run would have seen; per-sample randomness (augmentation, masking, template choice) is seeded
+by (seed, task, epoch, index), independent of worker count.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as _TorchDataset
+from torch.utils.data import IterableDataset as _TorchIterable
+from torch.utils.data import get_worker_info
+
+from ..errors import DataError
+
+
+def _stable_seed(*parts: Any) -> int:
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
+
+
+class DataSource:
+    """Uniform read access to a user's dataset."""
+
+    def __init__(self, data: Any, name: str = "dataset"):
+        self.name = name
+        self._iterable = None
+        self._rows = None
+        self._columns: list[str] | None = None
+        if isinstance(data, (str, Path)):
+            self._rows = _read_file(Path(data))
+            self.name = str(data)
+        elif isinstance(data, list):
+            self._rows = data
+        elif hasattr(data, "column_names") and hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+            self._rows = data  # Hugging Face datasets.Dataset
+            self._columns = list(data.column_names)
+        else:
+            if isinstance(data, _TorchIterable):
+                self._iterable = data
+            elif isinstance(data, _TorchDataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+                self._rows = data
+            else:
+                raise DataError(f"cannot use a {type(data).__name__} as a dataset: give a list of dicts, a path to a "
+                                "JSONL/CSV/Parquet file, a torch Dataset or IterableDataset, or a datasets.Dataset")
+
+    @property
+    def is_iterable(self) -> bool:
+        return self._iterable is not None
+
+    def __len__(self) -> int:
+        if self._rows is None:
+            raise TypeError("a streaming dataset has no length")
+        return len(self._rows)
+
+    def row(self, i: int) -> dict:
+        r = self._rows[i]
+        if not isinstance(r, dict):
+            raise DataError(f"{self.name}: item {i} is a {type(r).__name__}, not a dict of columns")
+        return r
+
+    def iter_rows(self) -> Iterator[dict]:
+        if self._iterable is not None:
+            yield from iter(self._iterable)
+        else:
+            for i in range(len(self)):
+                yield self.row(i)
+
+    def columns(self) -> list[str]:
+        if self._columns is not None:
+            return self._columns
+        try:
+            first = next(self.iter_rows())
+        except StopIteration:
+            raise DataError(f"{self.name} is empty") from None
+        if not isinstance(first, dict):
+            raise DataError(f"{self.name}: items must be dicts of columns, not {type(first).__name__}")
+        self._columns = list(first)
+        return self._columns
+
+
+def _read_file(path: Path) -> list[dict]:
+    if not path.exists():
+        raise DataError(f"dataset file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        return rows
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise DataError(f"{path}: a JSON dataset must be a list of objects")
+        return data
+    if suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+        return pq.read_table(path).to_pylist()
+    raise DataError(f"{path}: unknown dataset format {suffix!r} (use .jsonl, .json, .csv, .tsv or .parquet)")
+
+
+@dataclass
+class BadSample:
+    """A row that could not be preprocessed: counted and reported, never trained on."""
+
+    index: int
+    reason: str
+
+
+class TaskDataset:
+    """Map-style view used by the DataLoader: key ``(epoch, index)`` -> preprocessed sample or :class:`BadSample`."""
+
+    def __init__(self, source: DataSource, pipeline, split: str, seed: int):
+        self.source = source
+        self.pipeline = pipeline
+        self.split = split
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        rng = random.Random(_stable_seed(self.seed, self.pipeline.name, self.split, epoch, index))
+        try:
+            row = self.source.row(index)
+            return self.pipeline.make_sample(row, self.split, rng)
+        except DataError as exc:
+            return BadSample(index, str(exc))
+
+
+class EpochBatchSampler:
+    """Infinite stream of batches of ``(epoch, index)`` keys; shuffled per epoch by (seed, task).
+
+    ``start`` skips that many batches (resume). With ``shuffle=False`` the order is the dataset order and the
+    stream ends after one epoch (evaluation). ``rank``/``world`` take a disjoint shard of every epoch.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, name: str, shuffle: bool = True, start: int = 0,
+                 rank: int = 0, world: int = 1, drop_last: bool = False):
+        if n == 0:
+            raise DataError(f"task {name!r}: the dataset is empty")
+        self.n, self.batch_size, self.seed, self.name = n, batch_size, seed, name
+        self.shuffle, self.start, self.rank, self.world, self.drop_last = shuffle, start, rank, world, drop_last
+
+    def _epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
+        order = list(range(self.n))
+        if self.shuffle:
+            random.Random(_stable_seed(self.seed, self.name, epoch)).shuffle(order)
+        if self.world > 1:
+            per = len(order) // self.world if self.shuffle else -(-len(order) // self.world)
+            order = order[self.rank::self.world][:per] if self.shuffle else order[self.rank::self.world]
+        out = [[(epoch, i) for i in order[k:k + self.batch_size]] for k in range(0, len(order), self.batch_size)]
+        if self.drop_last and out and len(out[-1]) < self.batch_size and len(out) > 1:
+            out.pop()
+        return out
+
+    def __iter__(self):
+        skip = self.start
+        epoch = 0
+        while True:
+            batches = self._epoch_batches(epoch)
+            if skip >= len(batches) and self.shuffle:
+                skip -= len(batches)
+                epoch += 1
+                continue
+            for b in batches[skip:]:
+                yield b
+            skip = 0
+            if not self.shuffle:
+                return
+            epoch += 1
+
+
+class StreamingDataset(_TorchIterable):
+    """An ``IterableDataset`` source read in order, batch by batch; resume skips the consumed rows."""
+
+    def __init__(self, source: DataSource, pipeline, split: str, seed: int, batch_size: int, start: int = 0,
+                 loop: bool = True, rank: int = 0, world: int = 1):
+        self.source, self.pipeline, self.split, self.seed = source, pipeline, split, seed
+        self.batch_size, self.start, self.loop, self.rank, self.world = batch_size, start, loop, rank, world
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, nworkers = (info.id, info.num_workers) if info is not None else (0, 1)
+        shard, nshards = self.rank * nworkers + wid, self.world * nworkers
+        epoch, batch_no, buf = 0, 0, []
+        while True:
+            index = -1
+            for index, row in enumerate(self.source.iter_rows()):
+                if index % nshards != shard:
+                    continue
+                rng = random.Random(_stable_seed(self.seed, self.pipeline.name, self.split, epoch, index))
+                try:
+                    buf.append(self.pipeline.make_sample(row, self.split, rng))
+                except DataError as exc:
+                    buf.append(BadSample(index, str(exc)))
+                if len(buf) == self.batch_size:
+                    if batch_no >= self.start:
+                        yield buf
+                    batch_no += 1
+                    buf = []
+            if index < 0:
+                raise DataError(f"task {self.pipeline.name!r}: the streaming dataset yielded no rows")
+            if not self.loop:
+                if buf:
+                    yield buf
+                return
+            epoch += 1
+
+
+def collate_with_bad(pipeline, items: list) -> tuple[Any, list[BadSample]]:
+    """Collate good samples; return the bad ones beside the batch for counting."""
+    good = [x for x in items if not isinstance(x, BadSample)]
+    bad = [x for x in items if isinstance(x, BadSample)]
+    return (pipeline.collate(good) if good else None), bad
+
+
+class _Collate:
+    """Picklable collate_fn for DataLoader workers."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+
+    def __call__(self, items):
+        return collate_with_bad(self.pipeline, items)
+
+
+def make_loader(source: DataSource, pipeline, split: str, batch_size: int, seed: int, *, shuffle: bool = True,
+                start: int = 0, num_workers: int = 0, rank: int = 0, world: int = 1, pin_memory: bool = False,
+                prefetch_factor: int | None = None):
+    """A DataLoader yielding ``(Batch | None, [BadSample])`` forever (training) or once over the data (eval)."""
+    kwargs: dict[str, Any] = dict(num_workers=num_workers, collate_fn=_Collate(pipeline), pin_memory=pin_memory)
+    if num_workers > 0:
+        kwargs["persistent_workers"] = False
+        if prefetch_factor:
+            kwargs["prefetch_factor"] = prefetch_factor
+        kwargs["worker_init_fn"] = _worker_init
+    if source.is_iterable:
+        ds = StreamingDataset(source, pipeline, split, seed, batch_size, start=start, loop=shuffle, rank=rank,
+                              world=world)
+        return DataLoader(ds, batch_size=None, **kwargs)
+    sampler = EpochBatchSampler(len(source), batch_size, seed, pipeline.name, shuffle=shuffle, start=start,
+                                rank=rank, world=world)
+    return DataLoader(TaskDataset(source, pipeline, split, seed), batch_sampler=sampler, **kwargs)
+
+
+def _worker_init(worker_id: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
