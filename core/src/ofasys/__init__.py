@@ -9,9 +9,8 @@ __version__ = "0.1.0"
 
 from .errors import (CheckpointError, ConfigError, DataError, InstructionError, OfasysError, PlanError,  # noqa: F401
                      PluginConflictError, PluginError)
-from .hookspecs import hookimpl  # noqa: F401
-
 _LAZY = {
+    "hookimpl": "ofasys.hookspecs",
     "Task": "ofasys.engine.task",
     "Trainer": "ofasys.engine.trainer",
     "GeneralistModel": "ofasys.engine.model",
@@ -21,7 +20,7 @@ _LAZY = {
     "build_plan": "ofasys.plan",
 }
 
-__all__ = ["__version__", "hookimpl", "OfasysError", "InstructionError", "PlanError", "PluginError",
+__all__ = ["__version__", "OfasysError", "InstructionError", "PlanError", "PluginError",
            "PluginConflictError", "DataError", "CheckpointError", "ConfigError", *_LAZY]
 
 

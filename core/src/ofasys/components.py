@@ -109,6 +109,10 @@ class Postprocessor:
         self.vocab = vocab
 
     def __call__(self, prediction: Any, meta: dict) -> dict:  # pragma: no cover - interface
+        """``prediction``: the slot's generated ids (token slots; a list per item inside a repetition group) or
+        the generator's prediction (feature slots). ``meta``: ``{"row": the input row, "state": the
+        :attr:`SampleContext.state` left by the preprocessors (e.g. the image's original size and transform),
+        "features": the ``Features.meta`` of a feature output}``."""
         raise NotImplementedError
 
 

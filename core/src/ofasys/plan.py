@@ -8,7 +8,6 @@ by ``ofasys explain``, saved in checkpoints as JSON, and rebuilt from JSON witho
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Union
 
@@ -185,14 +184,6 @@ class Plan:
 
 # ---------------------------------------------------------------------------------------------- planning
 
-def _attr_span(source: str, slot: Slot, name: str) -> tuple[int, int]:
-    start, end = slot.span
-    m = re.search(r"[,:]\s*(" + re.escape(name) + r")\s*(=|,|\])", source[start:end])
-    if m:
-        return start + m.start(1), start + m.end(1)
-    return slot.span
-
-
 class _Planner:
     def __init__(self, manager, task: str):
         self.manager = manager
@@ -213,7 +204,7 @@ class _Planner:
         attrs: dict[str, Any] = {}
         chosen: dict[str, str | None] = {}
         for name, raw in slot.attrs:
-            span = _attr_span(source, slot, name)
+            span = slot.attr_span(name)
             if name in STAGE_ATTRS:
                 if raw is True:
                     raise InstructionError(f"attribute '{name}' needs a variant name, e.g. {name}=...", source, *span)
@@ -261,7 +252,7 @@ class _Planner:
             if stage in chosen:
                 value = chosen[stage]
                 if value not in allowed:
-                    span = _attr_span(source, slot, stage)
+                    span = slot.attr_span(stage)
                     raise InstructionError(
                         f"{slot.type} has no {stage} variant '{value}'.{did_you_mean(value, allowed)}", source, *span,
                         hint=f"Available: {', '.join(allowed) or 'none'}.")
@@ -314,8 +305,7 @@ class _Planner:
         dec = self.plan_items(ins.decoder, "decoder", source, slots)
         tp = TemplatePlan(str(ins), enc, dec)
         dec_slots = [s for s in tp.walk("decoder") if s.literal is None]
-        arrow = source.find("->")
-        arrow_span = (arrow, arrow + 2) if arrow >= 0 else (len(source), len(source) + 1)
+        arrow_span = ins.arrow_span
         if not dec_slots:
             raise InstructionError("the output side (right of '->') has no slot: there is nothing to learn or generate",
                                    source, *arrow_span, hint="Add an output slot, e.g. '-> [TEXT:answer]'.")

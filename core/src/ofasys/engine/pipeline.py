@@ -143,7 +143,7 @@ class TaskPipeline:
                                 f"{type(exc).__name__}: {exc}") from exc
         enc = self._pieces(template.encoder, values, ctx, with_target=True)
         dec = self._pieces(template.decoder, values, ctx, with_target=with_target)
-        meta = {"row": {k: row[k] for k in row}, "features": {}}
+        meta = {"row": {k: row[k] for k in row}, "features": {}, "state": ctx.state}
         for p in dec:
             if p.kind == "features" and isinstance(p.value, Features):
                 meta["features"] = p.value.meta

@@ -186,7 +186,7 @@ class Runtime:
             if gen is not None:
                 preds = gen.generate(self.model, batch, **opts)
                 post = pipe.postprocessors[pipe.plan.outputs[0].key]
-                return [post(p, m.get("features", {})) for p, m in zip(preds, batch.meta)]
+                return [post(p, m) for p, m in zip(preds, batch.meta)]
             return self._predict_tokens(batch, pipe, opts)
         finally:
             self.model.train(was_training)
@@ -211,14 +211,15 @@ class Runtime:
             for slot in pipe.plan.outputs:
                 post = pipe.postprocessors[slot.key]
                 got = pieces.get(slot.key, [] if slot.group is None else [])
-                meta = batch.meta[i].get("features", {})
+                meta = batch.meta[i]
                 value = [post(p, meta) for p in got] if slot.group is not None else post(got, meta)
                 fields[slot.key] = value
-                for name in slot.output_fields:
-                    if slot.group is not None:
-                        fields.setdefault(name + "s", [v.get(name) for v in value])
-                    else:
-                        fields.setdefault(name, value.get(name))
+                for name in slot.output_fields:  # inside a group: the list of the items' values
+                    fields.setdefault(name, [v.get(name) for v in value] if slot.group is not None
+                                      else value.get(name))
+                for name, v in (value.items() if isinstance(value, dict) else ()):
+                    if name.startswith("save_") and callable(v):
+                        fields.setdefault(name, v)
             if opts.get("return_n_best", 1) > 1:
                 fields["n_best"] = [{"tokens": list(x.tokens), "score": float(x.score)} for x in h]
             results.append(fields)
