@@ -133,35 +133,35 @@ def explain(instruction: str = typer.Argument(..., help="An instruction, e.g. \"
     from rich.table import Table
 
     con = _console()
+    stage_names = {"preprocess": "pre", "adaptor": "adapt", "criterion": "loss", "generator": "gen",
+                   "postprocess": "post"}
     for i, t in enumerate(plan.templates):
         table = Table(title=f"plan{' (template ' + str(i + 1) + ')' if len(plan.templates) > 1 else ''}: {t.source}",
-                      title_justify="left")
-        for col in ("side", "slot", "kind", "preprocess", "adaptor", "criterion", "generator", "postprocess",
-                    "attributes", "plugin"):
-            table.add_column(col)
+                      title_justify="left", show_lines=False)
+        for col in ("side", "slot", "components", "attributes", "plugin"):
+            table.add_column(col, overflow="fold")
 
         def rows(items, side, prefix=""):
             for it in items:
                 if isinstance(it, GroupPlan):
-                    table.add_row(side, f"{prefix}( group {it.index}, repeated per item of "
-                                        f"{', '.join(it.columns)} )*", "", "", "", "", "", "", "", "")
+                    table.add_row(side, f"{prefix}( ... )* group {it.index}",
+                                  f"repeated per item of {', '.join(it.columns)}", "", "core")
                     rows(it.items, side, prefix + "  ")
                 elif isinstance(it, str):
-                    table.add_row(side, f"{prefix}<{it}>", "marker", "", "", "", "", "", "", "core")
+                    table.add_row(side, f"{prefix}<{it}>", "marker", "", "core")
                 else:
                     name = f'"{it.literal}"' if it.literal is not None else f"[{it.type}:{it.column}]"
-                    c = it.components
-                    is_out = side == "decoder"
-                    attrs = ", ".join(f"{k}={v}" for k, v in it.attrs.items() if v not in (None, False, 0, 0.0))
-                    table.add_row(side, prefix + name, it.kind, c.get("preprocess") or "-",
-                                  c.get("adaptor") or "-",
-                                  (c.get("criterion") or "-") if is_out and it.literal is None else "",
-                                  (c.get("generator") or "-") if is_out else "",
-                                  (c.get("postprocess") or "-") if is_out and it.literal is None else "",
-                                  attrs, f"{it.plugin} {it.version}")
+                    stages = ("preprocess",) if it.literal is not None else (
+                        ("preprocess", "adaptor", "criterion", "generator", "postprocess") if side == "output"
+                        else ("preprocess", "adaptor"))
+                    comps = " ".join(f"{stage_names[st]}={it.components.get(st) or '-'}" for st in stages)
+                    attrs = ", ".join(f"{k}={v}" for k, v in it.attrs.items()
+                                      if v not in (None, False) and it.literal is None)
+                    table.add_row(side, prefix + name, f"{it.kind}: {comps}", attrs, f"{it.plugin} {it.version}")
 
-        rows(t.encoder, "encoder")
-        rows(t.decoder, "decoder")
+        rows(t.encoder, "input")
+        table.add_section()
+        rows(t.decoder, "output")
         con.print(table)
     con.print(f"output: {plan.target_kind} ({', '.join(s.key for s in plan.outputs)}); "
               f"columns: {', '.join(plan.columns())}")

@@ -225,7 +225,8 @@ class _Planner:
             except ValueError as exc:
                 raise InstructionError(str(exc), source, *span) from None
         for a in spec.attributes:
-            attrs.setdefault(a.name, a.default)
+            if side in a.sides:
+                attrs.setdefault(a.name, a.default)
         components = self.components(spec, chosen, slot, source)
         kind = spec.kind_for(components.get("preprocess"))
         if kind == "tokens":
@@ -263,7 +264,7 @@ class _Planner:
 
     def plan_text(self, text: Text, side: str, source: str, group: int | None) -> SlotPlan:
         spec, dist, version = self.spec(PLAIN_TEXT_TYPE, source, text.span)
-        attrs = {a.name: a.default for a in spec.attributes}
+        attrs = {a.name: a.default for a in spec.attributes if side in a.sides}
         components = self.components(spec, {}, Slot(PLAIN_TEXT_TYPE), source)
         for stage, default in CORE_TOKEN_DEFAULTS.items():
             components[stage] = components.get(stage) or default

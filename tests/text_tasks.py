@@ -1,0 +1,67 @@
+"""Three small synthetic text tasks, generated deterministically by seed (no downloads).
+
+- ``sentiment``: a review built from sentiment-bearing and neutral words -> positive / negative / mixed
+  (closed set);
+- ``reverse``: a sequence of 3-5 words -> the same words in reverse order;
+- ``last_word``: "what is the last word" of a short sentence.
+"""
+
+from __future__ import annotations
+
+import random
+
+POSITIVE = ["great", "lovely", "excellent", "superb", "wonderful", "delightful", "fantastic", "pleasant"]
+NEGATIVE = ["awful", "terrible", "boring", "dreadful", "horrible", "bland", "disappointing", "poor"]
+NEUTRAL = ["the", "food", "service", "room", "staff", "view", "was", "and", "really", "quite", "very", "hotel",
+           "place", "meal", "music", "price"]
+WORDS = ["apple", "river", "stone", "cloud", "green", "music", "table", "light", "tiger", "paper", "ocean",
+         "bread", "chair", "window", "garden", "silver", "rocket", "pencil", "violin", "marble"]
+
+INSTRUCTIONS = {
+    "sentiment": "is the review [TEXT:review] positive? -> [TEXT:label,closed_set]",
+    "reverse": "reverse the words: [TEXT:words] -> [TEXT:reversed]",
+    "last_word": "what is the last word of [TEXT:sentence] ? -> [TEXT:word]",
+}
+
+
+def sentiment(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(["positive", "negative", "mixed"])
+        pos = {"positive": 2, "negative": 0, "mixed": 1}[label]
+        neg = {"positive": 0, "negative": 2, "mixed": 1}[label]
+        words = rng.sample(POSITIVE, pos) + rng.sample(NEGATIVE, neg) + rng.sample(NEUTRAL, rng.randint(3, 6))
+        rng.shuffle(words)
+        rows.append({"review": " ".join(words), "label": label})
+    return rows
+
+
+def reverse(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = rng.sample(WORDS, rng.randint(3, 4))
+        rows.append({"words": " ".join(words), "reversed": " ".join(reversed(words))})
+    return rows
+
+
+def last_word(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = rng.sample(NEUTRAL + WORDS, rng.randint(3, 6))
+        rows.append({"sentence": " ".join(words), "word": words[-1]})
+    return rows
+
+
+GENERATORS = {"sentiment": sentiment, "reverse": reverse, "last_word": last_word}
+
+
+def splits(name: str, n_train: int = 600, n_valid: int = 100, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Disjoint train/held-out rows (held-out rows never appear verbatim in train)."""
+    gen = GENERATORS[name]
+    train = gen(n_train, seed)
+    seen = {tuple(sorted(r.items())) for r in train}
+    valid = [r for r in gen(n_valid * 3, seed + 1000) if tuple(sorted(r.items())) not in seen][:n_valid]
+    return train, valid
