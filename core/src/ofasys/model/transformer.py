@@ -1,0 +1,700 @@
+"""The ``ofa`` universal model: a pre-LN encoder-decoder transformer with NormFormer extras.
+
+Architecture (OFA's, with the speed-relevant choices spelled out):
+
+* pre-LN layers; NormFormer: LayerNorm after attention, LayerNorm on the FFN intermediate, a learnable per-head
+  scale on the attention output (folded into the output projection's weight, so it costs no activation pass);
+  GELU; attention through ``F.scaled_dot_product_attention`` with a fused QKV projection (self-attention) and a
+  fused KV projection (cross-attention);
+* a shared token embedding ``embed_tokens`` tied to the output projection, learned absolute positions added to
+  token embeddings (encoder and decoder have their own), type embeddings per segment source, embedding LayerNorm;
+* relative position bias: one table per bias kind (``tokens``: OFA's 1-D log buckets; adaptor kinds: 1-D log
+  buckets or 2-D clamped offsets) **shared by all layers** (OFA's ``share_attn_bias``), so the (B, H, S, S) bias
+  is built once per forward, not once per layer. Positions of different segments of a sample get a learned
+  per-head bias indexed by their segment-order offset (clamped to +-8), so ``[TEXT:a] [IMAGE] [TEXT:b]`` differs
+  from ``[TEXT:b] [IMAGE] [TEXT:a]``. The bias tables start at zero, so adding an adaptor later creates
+  parameters deterministically;
+* incremental decoding with a key/value cache: self-attention keys grow, cross-attention keys/values are
+  computed once per source sample. When the decoder batch holds ``r`` rows per encoder sample (beams, n-best
+  samples, rows grouped sample-major), the cross-attention folds the ``r`` rows into the query axis instead of
+  copying the encoder states ``r`` times.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import ConfigError
+from .adaptor import Adaptor, EncoderBatch, EncoderOut, Segment
+from .config import ModelConfig
+
+PAD = 0  # ofasys.vocab.Vocabulary.pad
+MAX_SEGMENT_OFFSET = 8  # cross-segment bias rows: segment-order offsets -8..8 (clamped)
+_NONE_KINDS = ("none",)
+
+
+def token_bucket_lookup(bucket_size: int, max_position: int) -> Tensor:
+    """OFA's 1-D log-bucketed relative positions as a lookup: entry ``delta + max_position - 1`` holds the bucket
+    (in ``[0, 2 * bucket_size - 1)``) of relative distance ``delta`` (query minus key)."""
+    rel = torch.arange(-(max_position - 1), max_position)
+    mid = bucket_size // 2
+    if max_position - 1 <= mid or mid < 2:
+        return rel.clamp(-(bucket_size - 1), bucket_size - 1) + bucket_size - 1
+    sign = torch.sign(rel)
+    abs_pos = torch.where((rel < mid) & (rel > -mid), torch.full_like(rel, mid - 1), rel.abs())
+    log_pos = torch.ceil(torch.log(abs_pos.double() / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
+    bucket = torch.where(abs_pos <= mid, rel, log_pos.long() * sign)
+    return (bucket + bucket_size - 1).clamp(0, 2 * bucket_size - 2)
+
+
+def _bias_rows(dims: int, buckets: int) -> int:
+    return 2 * buckets - 1 if dims == 1 else (2 * buckets - 1) ** 2
+
+
+def _drop_path(x: Tensor, p: float, training: bool) -> Tensor:
+    if p <= 0.0 or not training:
+        return x
+    keep = x.new_empty((x.size(0),) + (1,) * (x.dim() - 1)).bernoulli_(1 - p)
+    return x * keep / (1 - p)
+
+
+class _ResidualDropout(torch.autograd.Function):
+    """``x + dropout(h, p)`` in one pass with a boolean keep-mask (cheaper than ``F.dropout``'s bernoulli + float
+    noise on CPU, and a quarter of its saved memory)."""
+
+    @staticmethod
+    def forward(ctx, x, h, p):
+        keep = torch.rand_like(h) >= p
+        ctx.scale = 1.0 / (1.0 - p)
+        ctx.save_for_backward(keep)
+        return torch.addcmul(x, h, keep, value=ctx.scale)
+
+    @staticmethod
+    def backward(ctx, g):
+        (keep,) = ctx.saved_tensors
+        return g, g * keep * ctx.scale, None
+
+
+def _residual(x: Tensor, h: Tensor, p: float, drop_path: float) -> Tensor:
+    """Training-time residual branch: ``x + drop_path(dropout(h))``."""
+    if drop_path > 0.0:
+        return x + _drop_path(F.dropout(h, p, True), drop_path, True)
+    if p <= 0.0:
+        return x + h
+    return _ResidualDropout.apply(x, h, p)
+
+
+# --------------------------------------------------------------------------------------------- layers
+
+
+class Attention(nn.Module):
+    """Multi-head attention through SDPA. Self-attention uses one fused QKV projection, cross-attention a Q and a
+    fused KV projection. The NormFormer head scale multiplies the output projection's input columns."""
+
+    def __init__(self, cfg: ModelConfig, cross: bool):
+        super().__init__()
+        d, self.h = cfg.d_model, cfg.n_heads
+        self.hd = d // self.h
+        self.cross = cross
+        if cross:
+            self.q = nn.Linear(d, d)
+            self.kv = nn.Linear(d, 2 * d)
+        else:
+            self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.head_scale = nn.Parameter(torch.ones(self.h)) if cfg.scale_heads else None
+        self.post_ln = nn.LayerNorm(d) if cfg.normformer else None
+        self.p = cfg.attention_dropout
+
+    def _project_out(self, o: Tensor) -> Tensor:
+        """Output projection of the attention output o (N, T, D) (heads concatenated); the NormFormer head scale
+        multiplies either the activations or, when those are larger, the projection weight's input columns."""
+        w = self.out.weight
+        hs = self.head_scale
+        if hs is not None:
+            if o.numel() < w.numel():
+                o = (o.view(*o.shape[:-1], self.h, self.hd) * hs.unsqueeze(1)).flatten(-2)
+            else:
+                w = w * hs.repeat_interleave(self.hd)
+        o = F.linear(o, w, self.out.bias)
+        return self.post_ln(o) if self.post_ln is not None else o
+
+    def self_attn(self, x: Tensor, bias: Tensor | None, cache: "DecoderCache | None" = None, layer: int = 0) -> Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).view(n, t, 3, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
+        if cache is not None:
+            k, v = cache.append(layer, k, v)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.p if self.training else 0.0)
+        return self._project_out(o.transpose(1, 2).reshape(n, t, d))
+
+    def cross_kv(self, mem: Tensor) -> tuple[Tensor, Tensor]:
+        b, s, _ = mem.shape
+        k, v = self.kv(mem).view(b, s, 2, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
+        return k, v
+
+    def cross_attn(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor, rows: int) -> Tensor:
+        n, t, d = x.shape
+        k, v = kv
+        q = self.q(x)
+        p = self.p if self.training else 0.0
+        if rows == 1:
+            q = q.view(n, t, self.h, self.hd).transpose(1, 2)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            o = o.transpose(1, 2).reshape(n, t, d)
+        else:  # fold the rows of one source sample into the query axis
+            b = n // rows
+            q = q.view(b, rows, t, self.h, self.hd).permute(0, 3, 1, 2, 4).reshape(b, self.h, rows * t, self.hd)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            o = o.view(b, self.h, rows, t, self.hd).permute(0, 2, 3, 1, 4).reshape(n, t, d)
+        return self._project_out(o)
+
+
+class FFN(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.d_model, cfg.ffn_dim)
+        self.fc2 = nn.Linear(cfg.ffn_dim, cfg.d_model)
+        self.mid_ln = nn.LayerNorm(cfg.ffn_dim) if cfg.normformer else None
+        self.p = cfg.activation_dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.gelu(self.fc1(x))
+        if self.mid_ln is not None:
+            h = self.mid_ln(h)
+        if self.p and self.training:
+            h = F.dropout(h, self.p, True)
+        return self.fc2(h)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, drop_path: float, n_experts: int = 1):
+        super().__init__()
+        self.attn_ln = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg, cross=False)
+        self.ffn_ln = nn.LayerNorm(cfg.d_model)
+        self.ffn = FFN(cfg)
+        self.experts = nn.ModuleList(FFN(cfg) for _ in range(n_experts - 1)) if n_experts > 1 else None
+        self.p, self.drop_path = cfg.dropout, drop_path
+
+    def _ffn(self, h: Tensor, expert_ids: Tensor | None) -> Tensor:
+        if self.experts is None or expert_ids is None:
+            return self.ffn(h)
+        out = torch.empty_like(h)
+        for e, ffn in enumerate([self.ffn, *self.experts]):
+            sel = expert_ids == e
+            if bool(sel.any()):
+                out[sel] = ffn(h[sel]).to(out.dtype)
+        return out
+
+    def forward(self, x: Tensor, bias: Tensor, expert_ids: Tensor | None = None) -> Tensor:
+        h = self.attn.self_attn(self.attn_ln(x), bias)
+        x = _residual(x, h, self.p, self.drop_path) if self.training else x + h
+        h = self._ffn(self.ffn_ln(x), expert_ids)
+        return _residual(x, h, self.p, self.drop_path) if self.training else x + h
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, drop_path: float):
+        super().__init__()
+        self.self_ln = nn.LayerNorm(cfg.d_model)
+        self.self_attn = Attention(cfg, cross=False)
+        self.cross_ln = nn.LayerNorm(cfg.d_model)
+        self.cross_attn = Attention(cfg, cross=True)
+        self.ffn_ln = nn.LayerNorm(cfg.d_model)
+        self.ffn = FFN(cfg)
+        self.p, self.drop_path = cfg.dropout, drop_path
+
+    def forward(self, x: Tensor, self_bias: Tensor | None, mem: Tensor | None, cross_kv, cross_mask: Tensor,
+                rows: int, cache: DecoderCache | None = None, layer: int = 0) -> Tensor:
+        tr = self.training
+        h = self.self_attn.self_attn(self.self_ln(x), self_bias, cache, layer)
+        x = _residual(x, h, self.p, self.drop_path) if tr else x + h
+        if cross_kv is None:
+            cross_kv = self.cross_attn.cross_kv(mem)
+        h = self.cross_attn.cross_attn(self.cross_ln(x), cross_kv, cross_mask, rows)
+        x = _residual(x, h, self.p, self.drop_path) if tr else x + h
+        h = self.ffn(self.ffn_ln(x))
+        return _residual(x, h, self.p, self.drop_path) if tr else x + h
+
+
+# --------------------------------------------------------------------------------------------- cache
+
+
+class DecoderCache:
+    """Incremental-decoding state: per decoder layer the self-attention keys/values of the positions decoded so
+    far, the cross-attention keys/values (computed on the first call, one set per source sample) and the number
+    of positions decoded (``length``).
+
+    Self-attention keys/values live in preallocated time-major buffers ``(capacity, N, H, head_dim)``: a step
+    writes its position in place (no concatenation) and :meth:`reorder` copies only the decoded prefix, into a
+    second buffer that is then swapped in. Attention reads the prefix as a strided ``(N, H, L, head_dim)`` view.
+    """
+
+    def __init__(self, n_layers: int, capacity: int = 64):
+        self.length = 0
+        self.capacity = max(1, int(capacity))
+        self.kv: list = [None] * n_layers  # per layer (k_buf, v_buf)
+        self._spare: list = [None] * n_layers
+        self.cross_kv: list | None = None
+        self.cross_mask: Tensor | None = None
+
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the new positions' keys/values (N, H, T, hd) and return all of them as (N, H, L + T, hd)."""
+        n, h, t, hd = k.shape
+        L = self.length
+        buf = self.kv[layer]
+        if buf is None or buf[0].size(0) < L + t or buf[0].size(1) != n:
+            cap = max(self.capacity, L + t)
+            if buf is not None and buf[0].size(1) == n:
+                cap = max(cap, 2 * buf[0].size(0))
+            new = (k.new_empty(cap, n, h, hd), v.new_empty(cap, n, h, hd))
+            if buf is not None and L and buf[0].size(1) == n:
+                new[0][:L].copy_(buf[0][:L])
+                new[1][:L].copy_(buf[1][:L])
+            buf = self.kv[layer] = new
+            self._spare[layer] = None
+            self.capacity = cap
+        kb, vb = buf
+        kb[L:L + t].copy_(k.permute(2, 0, 1, 3))
+        vb[L:L + t].copy_(v.permute(2, 0, 1, 3))
+        return kb[:L + t].permute(1, 2, 0, 3), vb[:L + t].permute(1, 2, 0, 3)
+
+    def reorder(self, index: Tensor) -> None:
+        L = self.length
+        for i, buf in enumerate(self.kv):
+            if buf is None:
+                continue
+            spare = self._spare[i]
+            if spare is None or spare[0].shape[:2] != (buf[0].size(0), index.numel()):
+                spare = tuple(b.new_empty((b.size(0), index.numel()) + tuple(b.shape[2:])) for b in buf)
+            if L:
+                torch.index_select(buf[0][:L], 1, index, out=spare[0][:L])
+                torch.index_select(buf[1][:L], 1, index, out=spare[1][:L])
+            self.kv[i], self._spare[i] = spare, (buf if buf[0].size(1) == index.numel() else None)
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+class GeneralistModel(nn.Module):
+    """The ``ofa`` universal encoder-decoder.
+
+    Build with ``GeneralistModel(ModelConfig.from_size("tiny", vocab_size=vocab.padded_size()))`` or
+    :func:`ofasys.model.build_model`. Feature slots plug in through :meth:`add_adaptor`; see
+    :class:`~ofasys.model.adaptor.EncoderBatch` for the encoder input contract.
+    """
+
+    def __init__(self, config: ModelConfig | dict):
+        super().__init__()
+        cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+        cfg.validate()
+        if cfg.vocab_size is None:
+            raise ConfigError("model config vocab_size is not set; use vocab.padded_size()")
+        self.config = cfg
+        d, h = cfg.d_model, cfg.n_heads
+        self.embed_scale = 1.0
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, d, padding_idx=PAD)
+        self.enc_pos = nn.Embedding(cfg.max_positions, d)
+        self.dec_pos = nn.Embedding(cfg.max_positions, d)
+        self.type_embed = nn.Embedding(cfg.type_vocab, d)
+        self.enc_emb_ln = nn.LayerNorm(d)
+        self.dec_emb_ln = nn.LayerNorm(d)
+        self.moe_keys = list(cfg.moe_modalities)
+        n_exp = 1 + len(self.moe_keys)
+        dpr_e = [cfg.drop_path * i / max(1, cfg.encoder_layers - 1) for i in range(cfg.encoder_layers)]
+        dpr_d = [cfg.drop_path * i / max(1, cfg.decoder_layers - 1) for i in range(cfg.decoder_layers)]
+        self.encoder_layers = nn.ModuleList(EncoderLayer(cfg, p, n_exp) for p in dpr_e)
+        self.decoder_layers = nn.ModuleList(DecoderLayer(cfg, p) for p in dpr_d)
+        self.enc_final_ln = nn.LayerNorm(d)
+        self.dec_final_ln = nn.LayerNorm(d)
+        self.adaptors = nn.ModuleDict()
+        self._adaptor_names: dict[str, str] = {}  # adaptor key -> ModuleDict name
+        self.checkpointing = bool(cfg.checkpoint_activations)
+        self.apply(self._init_weights)
+        # relative-bias tables: zeros, so that creating one later (add_adaptor) consumes no randomness
+        tb = _bias_rows(1, cfg.token_bucket_size)
+        self.rel_bias = nn.ParameterDict({
+            "cross_segment": nn.Parameter(torch.zeros(2 * MAX_SEGMENT_OFFSET + 1, h)),
+            "enc_tokens": nn.Parameter(torch.zeros(tb, h)),
+            "dec_tokens": nn.Parameter(torch.zeros(tb, h)),
+        })
+        self._lookups: dict[int, Tensor] = {}
+        for kind in sorted(cfg.bias_kinds):
+            dims, buckets = cfg.bias_kinds[kind]
+            self._create_bias_table(kind, dims, buckets)
+
+    def _init_weights(self, m: nn.Module) -> None:
+        std = self.config.init_std
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+
+    # ------------------------------------------------------------------ adaptors and bookkeeping
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    def type_id(self, key: str) -> int:
+        """Stable small int of a segment source (``"tokens"`` = 0, adaptors numbered as first seen); stored in
+        ``config.type_ids`` so it survives save/load."""
+        ids = self.config.type_ids
+        if key not in ids:
+            nxt = max(ids.values()) + 1
+            if nxt >= self.config.type_vocab:
+                raise ConfigError(f"too many segment sources for type_vocab={self.config.type_vocab}: "
+                                  f"{sorted(ids)} + {key!r}; raise type_vocab")
+            ids[key] = nxt
+        return ids[key]
+
+    @staticmethod
+    def _module_name(key: str) -> str:
+        return key.replace(".", "-")
+
+    def add_adaptor(self, key: str, module: nn.Module) -> nn.Module:
+        """Register the adaptor of a feature slot under its adaptor key (``"IMAGE.image_resnet"``), give it a type
+        id and create the relative-bias table of its ``bias_kind`` if needed. Returns the module (moved to the
+        model's device)."""
+        name = self._module_name(key)
+        for other, n in self._adaptor_names.items():
+            if n == name and other != key:
+                raise ConfigError(f"adaptor keys {other!r} and {key!r} collide")
+        kind = getattr(module, "bias_kind", "seq1d")
+        dims = int(getattr(module, "bias_dims", 1))
+        buckets = int(getattr(module, "bias_buckets", 0))
+        self._ensure_bias_kind(kind, dims, buckets)
+        self.type_id(key)
+        module = module.to(self.device)
+        self.adaptors[name] = module
+        self._adaptor_names[key] = name
+        return module
+
+    def adaptor(self, key: str) -> nn.Module:
+        try:
+            return self.adaptors[self._module_name(key)]
+        except KeyError:
+            raise KeyError(f"no adaptor {key!r} in the model; it has {sorted(self._adaptor_names) or 'none'}") from None
+
+    def has_adaptor(self, key: str) -> bool:
+        return self._module_name(key) in self.adaptors
+
+    def _ensure_bias_kind(self, kind: str, dims: int, buckets: int) -> None:
+        if kind in _NONE_KINDS:
+            return
+        if kind == "tokens":
+            if dims != 1:
+                raise ConfigError("bias kind 'tokens' is 1-D")
+            return
+        if dims not in (1, 2):
+            raise ConfigError(f"bias kind {kind!r}: bias_dims must be 1 or 2, not {dims}")
+        buckets = buckets or (self.config.token_bucket_size if dims == 1 else self.config.image_bucket_size)
+        known = self.config.bias_kinds.get(kind)
+        if known is not None:
+            if list(known) != [dims, buckets]:
+                raise ConfigError(f"bias kind {kind!r} is declared with dims/buckets {list(known)} and "
+                                  f"{[dims, buckets]} by two adaptors")
+            if self._table_name(kind) in self.rel_bias:
+                return
+        self.config.bias_kinds[kind] = [dims, buckets]
+        self._create_bias_table(kind, dims, buckets)
+
+    @staticmethod
+    def _table_name(kind: str) -> str:
+        return "k_" + kind.replace(".", "-")
+
+    def _create_bias_table(self, kind: str, dims: int, buckets: int) -> None:
+        w = torch.zeros(_bias_rows(dims, buckets), self.config.n_heads, device=self.embed_tokens.weight.device,
+                        dtype=self.embed_tokens.weight.dtype)
+        self.rel_bias[self._table_name(kind)] = nn.Parameter(w)
+
+    def _lookup(self, bucket_size: int, device) -> Tensor:
+        t = self._lookups.get(bucket_size)
+        if t is None or t.device != device:
+            t = token_bucket_lookup(bucket_size, self.config.max_positions).to(device)
+            self._lookups[bucket_size] = t
+        return t
+
+    def num_parameters(self, trainable_only: bool = False, include_adaptors: bool = True) -> int:
+        n = 0
+        for name, p in self.named_parameters():
+            if not include_adaptors and name.startswith("adaptors."):
+                continue
+            if trainable_only and not p.requires_grad:
+                continue
+            n += p.numel()
+        return n
+
+    def set_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each layer's activations in the backward pass (saves memory, costs one more forward)."""
+        self.checkpointing = bool(enabled)
+        self.config.checkpoint_activations = bool(enabled)
+
+    def _ckpt(self) -> bool:
+        return self.checkpointing and self.training and torch.is_grad_enabled()
+
+    # ------------------------------------------------------------------ encoder
+    def _expert_of(self, key: str) -> int:
+        for i, m in enumerate(self.moe_keys):
+            if key == m or key.split(".")[0] == m:
+                return i + 1
+        return 0
+
+    def encode(self, batch: EncoderBatch) -> EncoderOut:
+        """Embed every segment, assemble each sample's sequence in layout order and run the encoder."""
+        cfg = self.config
+        dev = self.device
+        d = cfg.d_model
+        B = len(batch.layout)
+        # ---- sources: (key, embeds (n, L, D), mask (n, L), pos (n, L, 2) | None, kind)
+        sources: list[tuple[str, Tensor, Tensor, Tensor | None, str]] = []
+        tok = batch.tokens
+        if tok is not None and tok.numel() > 0:
+            lt = tok.size(1)
+            if lt > cfg.max_positions:
+                raise ValueError(f"token segment of length {lt} exceeds max_positions={cfg.max_positions}")
+            emb = self.embed_tokens(tok)
+            if self.embed_scale != 1.0:
+                emb = emb * self.embed_scale
+            emb = emb + (self.enc_pos.weight[:lt] + self.type_embed.weight[0])
+            sources.append(("tokens", emb, tok.ne(PAD), None, "tokens"))
+        for key, payload in batch.features.items():
+            seg = self.adaptor(key)(payload)
+            if not isinstance(seg, Segment):
+                raise TypeError(f"adaptor {key!r} returned {type(seg).__name__}, not a Segment")
+            kind = seg.bias_kind
+            if kind not in _NONE_KINDS and kind != "tokens" and self._table_name(kind) not in self.rel_bias:
+                raise ConfigError(f"adaptor {key!r} returned bias_kind {kind!r}, which was not declared when it was "
+                                  "added (set the adaptor's bias_kind/bias_dims class attributes)")
+            emb = seg.embeds + self.type_embed.weight[self.type_id(key)]
+            sources.append((key, emb, seg.mask.bool(), seg.pos, kind))
+
+        # ---- flatten every source and index the valid positions of each (source, row)
+        flat_emb, flat_pos, flat_kind, flat_seg, flat_exp = [], [], [], [], []
+        pieces: dict[str, tuple[Tensor, ...]] = {}
+        kinds: list[str] = []
+        offset = seg_base = 0
+        for key, emb, mask, pos, kind in sources:
+            n, L = mask.shape
+            if kind not in kinds:
+                kinds.append(kind)
+            flat_emb.append(emb.reshape(n * L, d))
+            if pos is None:
+                pos = torch.zeros(L, 2, dtype=torch.long, device=dev)
+                pos[:, 0] = torch.arange(L, device=dev)
+                pos = pos.expand(n, L, 2)
+            flat_pos.append(pos.reshape(n * L, 2).long())
+            flat_kind.append(torch.full((n * L,), kinds.index(kind), dtype=torch.long, device=dev))
+            flat_seg.append((torch.arange(n, device=dev) + seg_base).repeat_interleave(L))
+            if self.moe_keys:
+                flat_exp.append(torch.full((n * L,), self._expert_of(key), dtype=torch.long, device=dev))
+            counts = mask.sum(1).tolist()
+            valid = mask.reshape(-1).nonzero().squeeze(1) + offset
+            pieces[key] = torch.split(valid, counts)
+            offset += n * L
+            seg_base += n
+        dummy = offset  # index of an all-zero row used for padding
+        flat_emb.append(torch.zeros(1, d, device=dev, dtype=flat_emb[0].dtype if flat_emb else
+                                    self.embed_tokens.weight.dtype))
+        rows: list[Tensor] = []
+        empty = torch.zeros(0, dtype=torch.long, device=dev)
+        for b, layout in enumerate(batch.layout):
+            parts = []
+            for key, r in layout:
+                if key not in pieces:
+                    raise KeyError(f"sample {b} uses segment {key!r} but the batch has no such "
+                                   + ("token rows" if key == "tokens" else "features"))
+                parts.append(pieces[key][r])
+            rows.append(torch.cat(parts) if len(parts) > 1 else (parts[0] if parts else empty))
+        if B == 0:
+            raise ValueError("empty batch")
+        S = max(1, max(len(r) for r in rows))
+        index = torch.full((B, S), dummy, dtype=torch.long, device=dev)
+        if any(len(r) for r in rows):
+            index = pad_sequence(rows, batch_first=True, padding_value=dummy)
+            if index.size(1) < S:
+                index = F.pad(index, (0, S - index.size(1)), value=dummy)
+        mask = index.ne(dummy)
+        x = torch.cat(flat_emb)[index]
+        x = F.dropout(self.enc_emb_ln(x), cfg.dropout, self.training)
+
+        # ---- relative bias (B, H, S, S), shared by all layers; padded keys -> -inf
+        key_mask = mask.clone()
+        key_mask[:, 0] |= ~mask.any(1)  # an empty sample attends to its single dummy position
+        bias = self._encoder_bias(index, key_mask, flat_pos, flat_kind, flat_seg, kinds, dummy)
+        expert_ids = torch.cat(flat_exp + [flat_exp[0].new_zeros(1)])[index] if self.moe_keys and flat_exp else None
+
+        ck = self._ckpt()
+        for layer in self.encoder_layers:
+            if ck:
+                x = checkpoint(layer, x, bias, expert_ids, use_reentrant=False)
+            else:
+                x = layer(x, bias, expert_ids)
+        return EncoderOut(self.enc_final_ln(x), mask)
+
+    def _encoder_bias(self, index, key_mask, flat_pos, flat_kind, flat_seg, kinds, dummy) -> Tensor:
+        cfg = self.config
+        dev = index.device
+        B, S = index.shape
+        H = cfg.n_heads
+        tables = [self.rel_bias["cross_segment"]]
+        offsets: dict[str, int] = {}
+        M = MAX_SEGMENT_OFFSET
+        row = 2 * M + 1
+        for kind in kinds:
+            if kind in _NONE_KINDS:
+                t = self.rel_bias["cross_segment"].new_zeros(1, H)
+            elif kind == "tokens":
+                t = self.rel_bias["enc_tokens"]
+            else:
+                t = self.rel_bias[self._table_name(kind)]
+            offsets[kind] = row
+            tables.append(t)
+            row += t.size(0)
+        table = torch.cat(tables).t()  # (H, R)
+        if kinds:
+            pos = torch.cat(flat_pos + [flat_pos[0].new_zeros(1, 2)])[index]  # (B, S, 2)
+            seg = torch.cat(flat_seg + [flat_seg[0].new_full((1,), -1)])[index]
+            same = seg.unsqueeze(2) == seg.unsqueeze(1)
+            kind_q = torch.cat(flat_kind + [flat_kind[0].new_zeros(1)])[index] if len(kinds) > 1 else None
+            d0 = pos[..., 0].unsqueeze(2) - pos[..., 0].unsqueeze(1)
+            # positions of different segments: a per-head bias by segment-order offset, so order is visible
+            order = F.pad((seg[:, 1:] != seg[:, :-1]).long().cumsum(1), (1, 0))
+            idx = (order.unsqueeze(2) - order.unsqueeze(1)).clamp_(-M, M).add_(M)
+            mp = cfg.max_positions
+            for ki, kind in enumerate(kinds):
+                if kind in _NONE_KINDS:
+                    b = torch.zeros_like(d0)
+                else:
+                    dims, buckets = ([1, cfg.token_bucket_size] if kind == "tokens" else cfg.bias_kinds[kind])
+                    if dims == 1:
+                        b = self._lookup(buckets, dev)[(d0 + (mp - 1)).clamp(0, 2 * mp - 2)]
+                    else:
+                        d1 = pos[..., 1].unsqueeze(2) - pos[..., 1].unsqueeze(1)
+                        c = buckets - 1
+                        b = (d0.clamp(-c, c) + c) * (2 * buckets - 1) + (d1.clamp(-c, c) + c)
+                sel = same if kind_q is None else same & (kind_q == ki).unsqueeze(2)
+                idx = torch.where(sel, b + offsets[kind], idx)
+            bias = table[:, idx].transpose(0, 1)  # (B, H, S, S), last dim contiguous
+        else:
+            bias = table.new_zeros(H, B, S, S).transpose(0, 1)
+        return bias.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+
+    # ------------------------------------------------------------------ decoder
+    def new_cache(self, max_len: int = 64) -> DecoderCache:
+        """An empty incremental-decoding cache for :meth:`decode` / :meth:`decode_embeds` (``max_len``: the
+        expected number of positions, to size its buffers; they grow if needed)."""
+        return DecoderCache(len(self.decoder_layers), max_len)
+
+    def reorder_cache(self, cache: DecoderCache, index: Tensor, src_index: Tensor | None = None) -> DecoderCache:
+        """Reorder (or select) the decoder rows of ``cache`` by ``index`` (beam search). Cross-attention states
+        are stored once per source sample and are left alone unless ``src_index`` selects/reorders source samples
+        (then ``index`` must keep the rows grouped sample-major like the encoder output they follow)."""
+        cache.reorder(index)
+        if src_index is not None and cache.cross_kv is not None:
+            cache.cross_kv = [(k.index_select(0, src_index), v.index_select(0, src_index)) for k, v in cache.cross_kv]
+            cache.cross_mask = cache.cross_mask.index_select(0, src_index)
+        return cache
+
+    def decode(self, prev_tokens: Tensor, enc: EncoderOut, cache: DecoderCache | None = None) -> Tensor:
+        """Decoder hidden states (N, T, D) for ``prev_tokens`` (N, T). ``N`` is ``len(enc)`` or a multiple of it
+        (rows grouped sample-major: row ``i`` reads encoder sample ``i // (N // len(enc))``). With a ``cache``,
+        ``prev_tokens`` are the new positions only; the cache advances by T."""
+        x = self.embed_tokens(prev_tokens)
+        if self.embed_scale != 1.0:
+            x = x * self.embed_scale
+        return self._decode(x, enc, cache)
+
+    def decode_embeds(self, embeds: Tensor, enc: EncoderOut, cache: DecoderCache | None = None) -> Tensor:
+        """Like :meth:`decode` with decoder input embeddings (N, T, D) supplied by an adaptor's ``embed_target``
+        (the decoder adds its positions and embedding LayerNorm, as for tokens)."""
+        return self._decode(embeds, enc, cache)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Output logits (..., V) through the tied token embedding."""
+        return F.linear(hidden, self.embed_tokens.weight)
+
+    def forward(self, batch: EncoderBatch, prev_tokens: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V)."""
+        return self.logits(self.decode(prev_tokens, self.encode(batch)))
+
+    def _self_bias(self, start: int, t: int, dev) -> Tensor:
+        cfg = self.config
+        mp = cfg.max_positions
+        if start + t > mp:
+            raise ValueError(f"decoder length {start + t} exceeds max_positions={mp}")
+        qpos = torch.arange(start, start + t, device=dev)
+        kpos = torch.arange(0, start + t, device=dev)
+        d = qpos.unsqueeze(1) - kpos.unsqueeze(0)
+        b = self._lookup(cfg.token_bucket_size, dev)[d + (mp - 1)]
+        bias = self.rel_bias["dec_tokens"].t()[:, b]  # (H, t, start + t)
+        if t > 1:
+            bias = bias.masked_fill(d < 0, float("-inf"))
+        return bias.unsqueeze(0)
+
+    def _decode(self, x: Tensor, enc: EncoderOut, cache: DecoderCache | None) -> Tensor:
+        cfg = self.config
+        n, t, _ = x.shape
+        nb = enc.hidden.size(0)
+        if n % nb:
+            raise ValueError(f"decoder batch ({n} rows) is not a multiple of the encoder batch ({nb})")
+        rows = n // nb
+        start = cache.length if cache is not None else 0
+        x = x + self.dec_pos.weight[start:start + t]
+        x = self.dec_emb_ln(x)
+        if self.training:
+            x = F.dropout(x, cfg.dropout, True)
+        self_bias = self._self_bias(start, t, x.device)
+        mem = enc.hidden
+        if cache is not None and cache.cross_kv is not None:
+            cross_kv, cross_mask = cache.cross_kv, cache.cross_mask
+        else:
+            km = enc.mask.clone()
+            km[:, 0] |= ~enc.mask.any(1)
+            cross_mask = torch.zeros(km.shape, dtype=x.dtype, device=x.device).masked_fill_(~km, float("-inf"))
+            cross_mask = cross_mask[:, None, None, :]
+            cross_kv = None
+            if cache is not None:
+                cross_kv = [layer.cross_attn.cross_kv(mem) for layer in self.decoder_layers]
+                cache.cross_kv, cache.cross_mask = cross_kv, cross_mask
+        ck = self._ckpt() and cache is None
+        for i, layer in enumerate(self.decoder_layers):
+            ckv = cross_kv[i] if cross_kv is not None else None
+            if ck:
+                x = checkpoint(layer, x, self_bias, mem, ckv, cross_mask, rows, None, i, use_reentrant=False)
+            else:
+                x = layer(x, self_bias, mem, ckv, cross_mask, rows, cache, i)
+        if cache is not None:
+            cache.length = start + t
+        return self.dec_final_ln(x)
+
+
+def build_ofa(config: ModelConfig | dict) -> GeneralistModel:
+    return GeneralistModel(config)
+
+
+def build_model(config: ModelConfig | dict, architectures: dict[str, Any] | None = None) -> nn.Module:
+    """Build the universal model a config names: ``arch="ofa"`` (the default) builds :class:`GeneralistModel`;
+    other names are looked up in ``architectures`` (name -> ``build(config_dict)`` callable or
+    :class:`ofasys.spec.Architecture`), which the core fills from ``ofasys_register_architectures``."""
+    arch = config.arch if isinstance(config, ModelConfig) else dict(config).get("arch", "ofa")
+    if arch == "ofa":
+        return GeneralistModel(config)
+    archs = architectures or {}
+    if arch not in archs:
+        names = ", ".join(["ofa", *sorted(archs)])
+        raise ConfigError(f"unknown model architecture {arch!r}; available: {names}")
+    builder: Callable | Any = archs[arch]
+    build = getattr(builder, "build", builder)
+    return build(config.to_dict() if isinstance(config, ModelConfig) else dict(config))
