@@ -129,6 +129,18 @@ def test_cached_and_uncached_decoding_give_identical_tokens(model, enc_batch, be
         assert [round(h.score, 4) for h in a] == [round(h.score, 4) for h in b]
 
 
+@pytest.mark.parametrize("beam", [1, 3])
+def test_batched_decoding_equals_decoding_each_sample_alone(model, enc_batch, beam):
+    """Samples finish at different steps (the Trie one first) and leave the batch; the others are unaffected."""
+    gen = SequenceGenerator(beam_size=beam, max_len=12, return_n_best=beam)
+    cons = constraints()
+    batch = gen.generate(model, enc_batch, cons, BOS, EOS, PAD)
+    for b in range(4):
+        one = EncoderBatch(enc_batch.tokens[b:b + 1], {}, [[("tokens", 0)]])
+        alone = gen.generate(model, one, [cons[b]], BOS, EOS, PAD)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in batch[b]]
+
+
 @pytest.mark.parametrize("beam", [1, 4])
 def test_constraints_hold_on_an_untrained_model(model, enc_batch, beam):
     cons = constraints()

@@ -278,10 +278,13 @@ class SequenceGenerator:
 
     # ------------------------------------------------------------------ greedy / sampling
     def _independent(self, model, enc, cons, bos, eos, pad, free_ids_mask):
+        """Greedy decoding, or ``n`` independent samples per input. Samples whose rows have all ended leave the
+        batch (their rows, cache entries and encoder states are dropped)."""
         B = len(enc)
         n = max(self.beam_size, self.return_n_best) if self.sampling else 1
         N = B * n
         dev = enc.hidden.device
+        alive = list(range(B))
         row_cons = [c for c in cons for _ in range(n)]
         constrained = any(c is not None for c in row_cons)
         states = [c.start() if c is not None else 0 for c in row_cons]
@@ -290,12 +293,22 @@ class SequenceGenerator:
         scores = torch.zeros(N, device=dev)
         done = torch.zeros(N, dtype=torch.bool, device=dev)
         lengths = torch.full((N,), self.max_len, dtype=torch.long, device=dev)
-        ended = torch.zeros(N, dtype=torch.bool, device=dev)
         cache = model.new_cache(self.max_len + 1) if self.use_cache else None
         rng = None
         if self.sampling:
             rng = torch.Generator(device=dev)
             rng.manual_seed(self.seed if self.seed is not None else torch.seed())
+        results: list[list[Hypothesis]] = [[] for _ in range(B)]
+
+        def collect(samples: list[int]) -> None:
+            seq_l, len_l, sc_l, done_l = seq.tolist(), lengths.tolist(), scores.tolist(), done.tolist()
+            for b in samples:
+                for r in range(b * n, (b + 1) * n):
+                    L = len_l[r]
+                    # length counts the eos when one was emitted
+                    results[alive[b]].append(Hypothesis(seq_l[r][1:1 + L],
+                                                        self._norm(sc_l[r], L + int(done_l[r]))))
+
         masker = None
         for t in range(self.max_len):
             lprobs = self._step(model, seq, t, enc, cache)
@@ -310,28 +323,45 @@ class SequenceGenerator:
             seq[:, t + 1] = tok
             new_eos = (tok == eos) & ~done
             lengths = torch.where(new_eos, torch.full_like(lengths, t), lengths)
-            ended |= new_eos
-            done |= new_eos
+            done = done | new_eos
             if constrained:
                 self._advance(row_cons, states, tok.tolist(), done.tolist())
-            if bool(done.all()):
+            if t + 1 == self.max_len:
                 break
-        out: list[list[Hypothesis]] = []
-        seq_l, len_l, sc_l, end_l = seq.tolist(), lengths.tolist(), scores.tolist(), ended.tolist()
-        for b in range(B):
-            hyps = []
-            for r in range(b * n, (b + 1) * n):
-                L = len_l[r]
-                hyps.append(Hypothesis(seq_l[r][1:1 + L], self._norm(sc_l[r], L + int(end_l[r]))))
+            finished = done.view(-1, n).all(1)
+            if bool(finished.any()):
+                fin = finished.tolist()
+                collect([b for b, f in enumerate(fin) if f])
+                keep = [b for b, f in enumerate(fin) if not f]
+                if not keep:
+                    alive = []
+                    break
+                keep_t = torch.tensor(keep, device=dev)
+                rows = (keep_t.unsqueeze(1) * n + torch.arange(n, device=dev)).view(-1)
+                seq, scores, done, lengths = seq[rows], scores[rows], done[rows], lengths[rows]
+                rl = rows.tolist()
+                row_cons = [row_cons[r] for r in rl]
+                states = [states[r] for r in rl]
+                alive = [alive[b] for b in keep]
+                enc = enc.index_select(keep_t)
+                if cache is not None:
+                    model.reorder_cache(cache, rows, src_index=keep_t)
+        collect(list(range(len(alive))))
+        out = []
+        for hyps in results:
             hyps.sort(key=lambda h: -h.score)
             out.append(hyps[:self.return_n_best])
         return out
 
     # ------------------------------------------------------------------ beam search
     def _beam(self, model, enc, cons, bos, eos, pad, free_ids_mask):
+        """Batched beam search: all samples x beams in one tensor; per step the 2K best candidates of each
+        sample; an eos among the top K finalises a hypothesis; a sample is done once it has K finished
+        hypotheses (or no live beam), and then leaves the batch."""
         B, K = len(enc), self.beam_size
         N = B * K
         dev = enc.hidden.device
+        alive = list(range(B))
         row_cons = [c for c in cons for _ in range(K)]
         constrained = any(c is not None for c in row_cons)
         states: list = [c.start() if c is not None else 0 for c in row_cons]
@@ -340,20 +370,15 @@ class SequenceGenerator:
         beam_scores = torch.zeros(B, K, device=dev)
         beam_scores[:, 1:] = NEG_INF  # all beams start identical: expand only the first
         finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-        done = [False] * B
         cache = model.new_cache(self.max_len + 1) if self.use_cache else None
-        base = (torch.arange(B, device=dev) * K).unsqueeze(1)
         cand_pos = torch.arange(2 * K, device=dev).unsqueeze(0)
         masker = None
-        t = 0
         for t in range(self.max_len):
             lprobs = self._step(model, seq, t, enc, cache)
             V = lprobs.size(-1)
             if masker is None:
                 masker = _Masker(V, self._free_mask(free_ids_mask, V, dev, (bos, eos, pad)), eos)
             lprobs = self._mask(lprobs, masker, row_cons, states, t, constrained, seq)
-            if any(done):
-                lprobs[torch.tensor(done, device=dev).repeat_interleave(K)] = NEG_INF
             cand = lprobs.add_(beam_scores.view(N, 1)).view(B, K * V)
             top_scores, top_idx = cand.topk(2 * K, dim=1)
             beam_idx = torch.div(top_idx, V, rounding_mode="floor")
@@ -361,50 +386,54 @@ class SequenceGenerator:
             is_eos = (toks == eos) & torch.isfinite(top_scores)
             if bool(is_eos[:, :K].any()):
                 for b, c in is_eos[:, :K].nonzero().tolist():
-                    if done[b] or len(finished[b]) >= K:
-                        continue
-                    row = b * K + int(beam_idx[b, c])
-                    finished[b].append(Hypothesis(seq[row, 1:t + 1].tolist(),
-                                                  self._norm(float(top_scores[b, c]), t + 1)))
-                for b in range(B):
-                    if not done[b] and len(finished[b]) >= K:
-                        done[b] = True
-                if all(done):
-                    break
+                    hyps = finished[alive[b]]
+                    if len(hyps) < K:
+                        row = b * K + int(beam_idx[b, c])
+                        hyps.append(Hypothesis(seq[row, 1:t + 1].tolist(), self._norm(float(top_scores[b, c]), t + 1)))
             # next beams: the best K candidates that are not eos
             key = is_eos.long() * (2 * K) + cand_pos
             act = key.topk(K, dim=1, largest=False).indices
             new_scores = top_scores.gather(1, act)
-            row_index = (base + beam_idx.gather(1, act)).view(N)
+            row_index = (torch.arange(B, device=dev).unsqueeze(1) * K + beam_idx.gather(1, act)).view(N)
             new_toks = toks.gather(1, act).view(N)
+            # samples that are done (K finished hypotheses, or no live beam left) leave the batch
+            no_live = (~torch.isfinite(new_scores[:, 0])).tolist()
+            keep = [b for b in range(B) if not no_live[b] and len(finished[alive[b]]) < K]
+            src_index = None
+            if len(keep) < B:
+                if not keep:
+                    alive = []
+                    break
+                src_index = torch.tensor(keep, device=dev)
+                rows = (src_index.unsqueeze(1) * K + torch.arange(K, device=dev)).view(-1)
+                row_index, new_toks, new_scores = row_index[rows], new_toks[rows], new_scores[src_index]
+                alive = [alive[b] for b in keep]
+                B, N = len(keep), len(keep) * K
+                enc = enc.index_select(src_index)
             seq = seq.index_select(0, row_index)
             seq[:, t + 1] = new_toks
             beam_scores = new_scores
             if cache is not None:
-                model.reorder_cache(cache, row_index)
+                model.reorder_cache(cache, row_index, src_index=src_index)
+            ri = row_index.tolist()
+            if src_index is not None:
+                row_cons = [row_cons[i] for i in ri]
             if constrained:
-                ri = row_index.tolist()
                 states = [states[i] for i in ri]
                 dead = (~torch.isfinite(new_scores.view(N))).tolist()
-                for b in range(B):
-                    if done[b]:
-                        dead[b * K:(b + 1) * K] = [True] * K
                 for r in range(N):
                     if dead[r]:
                         states[r] = DEAD
                 self._advance(row_cons, states, new_toks.tolist(), dead)
-        else:
-            # max_len reached: the open beams end there (no eos)
+        # max_len reached: the open beams of the samples still running end there (no eos)
+        if alive:
             sc = beam_scores.view(N).tolist()
             seq_l = seq.tolist()
-            for b in range(B):
-                if done[b]:
-                    continue
+            for b, ob in enumerate(alive):
                 for j in range(K):
                     r = b * K + j
-                    if sc[r] != NEG_INF:
-                        finished[b].append(Hypothesis(seq_l[r][1:self.max_len + 1],
-                                                      self._norm(sc[r], self.max_len)))
+                    if sc[r] != NEG_INF and len(finished[ob]) < 2 * K:
+                        finished[ob].append(Hypothesis(seq_l[r][1:self.max_len + 1], self._norm(sc[r], self.max_len)))
         out = []
         for hyps in finished:
             hyps.sort(key=lambda h: -h.score)

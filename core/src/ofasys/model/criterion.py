@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-PAD = 0  # ofasys.vocab.Vocabulary.pad
+from ..vocab import Vocabulary
+
+PAD = Vocabulary.pad
 
 
 class _SmoothedCE(torch.autograd.Function):
@@ -55,8 +57,7 @@ class _SmoothedCE(torch.autograd.Function):
         grad.mul_(g.unsqueeze(1))
         t = target.unsqueeze(1)
         # target column: subtract g_loss * q_target (+ g_nll)
-        q_t = coef_t if not isinstance(coef_t, Tensor) else coef_t
-        sub_t = g_loss * q_t if g_nll is None else g_loss * q_t + g_nll
+        sub_t = g_loss * coef_t if g_nll is None else g_loss * coef_t + g_nll
         if coef_o is not None:
             if sm is None:
                 grad.sub_((g_loss * coef_o).unsqueeze(1))

@@ -32,10 +32,11 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
+from ..vocab import Vocabulary
 from .adaptor import Adaptor, EncoderBatch, EncoderOut, Segment
 from .config import ModelConfig
 
-PAD = 0  # ofasys.vocab.Vocabulary.pad
+PAD = Vocabulary.pad
 MAX_SEGMENT_OFFSET = 8  # cross-segment bias rows: segment-order offsets -8..8 (clamped)
 _NONE_KINDS = ("none",)
 
@@ -457,6 +458,8 @@ class GeneralistModel(nn.Module):
         dev = self.device
         d = cfg.d_model
         B = len(batch.layout)
+        if B == 0:
+            raise ValueError("encode() got a batch with no samples (empty layout)")
         # ---- sources: (key, embeds (n, L, D), mask (n, L), pos (n, L, 2) | None, kind)
         sources: list[tuple[str, Tensor, Tensor, Tensor | None, str]] = []
         tok = batch.tokens
@@ -517,8 +520,6 @@ class GeneralistModel(nn.Module):
                                    + ("token rows" if key == "tokens" else "features"))
                 parts.append(pieces[key][r])
             rows.append(torch.cat(parts) if len(parts) > 1 else (parts[0] if parts else empty))
-        if B == 0:
-            raise ValueError("empty batch")
         S = max(1, max(len(r) for r in rows))
         index = torch.full((B, S), dummy, dtype=torch.long, device=dev)
         if any(len(r) for r in rows):
@@ -526,7 +527,8 @@ class GeneralistModel(nn.Module):
             if index.size(1) < S:
                 index = F.pad(index, (0, S - index.size(1)), value=dummy)
         mask = index.ne(dummy)
-        x = torch.cat(flat_emb)[index]
+        dt = flat_emb[0].dtype
+        x = torch.cat([e if e.dtype == dt else e.to(dt) for e in flat_emb])[index]
         x = F.dropout(self.enc_emb_ln(x), cfg.dropout, self.training)
 
         # ---- relative bias (B, H, S, S), shared by all layers; padded keys -> -inf
