@@ -1,9 +1,11 @@
 """Our universal model vs Hugging Face BART at the same dimensions: training step and generation speed.
 
 Both models get random weights, the same vocabulary size and the same batch (source lengths vary, so both use
-padding masks). Timed: one training step (forward + backward + AdamW; label-smoothed cross entropy, eps 0.1, for
+padding masks), and the same optimizer (AdamW, foreach). Timed: one training step (forward + backward + AdamW; label-smoothed cross entropy, eps 0.1, for
 both), greedy and beam-5 generation of exactly ``--gen-len`` tokens (eos disallowed before that, so random
-weights decode the same number of steps in both). Warm-up, then the median of ``--steps`` runs.
+weights decode the same number of steps in both). Warm-up, then the median of ``--steps`` runs, ours and BART
+interleaved. On a shared CPU, OpenMP threads stall when other processes compete for the cores: compare with
+``--threads 1`` too when the machine is loaded.
 
     PYTHONPATH=core/src .venv/bin/python bench/bench_model_vs_bart.py --size tiny --threads 2
 """
@@ -28,15 +30,19 @@ from ofasys.model import EncoderBatch, GeneralistModel, ModelConfig, TokenCriter
 PAD, BOS, EOS = 0, 1, 2
 
 
-def median_time(fn, steps: int, warmup: int) -> float:
+def median_times(fns, steps: int, warmup: int) -> list[float]:
+    """Median wall time of each function; repetitions are interleaved (a, b, a, b...) so that load changes on a
+    shared machine hit every contender alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def make_batch(args, g: torch.Generator):
@@ -124,8 +130,7 @@ def main(argv=None) -> dict:
             opt_b.step()
 
         n_tok = args.batch * args.tgt_len
-        t_o = median_time(step_ours, args.steps, args.warmup)
-        t_b = median_time(step_bart, args.steps, args.warmup)
+        t_o, t_b = median_times([step_ours, step_bart], args.steps, args.warmup)
         results["train"] = (n_tok / t_o, n_tok / t_b)
 
     gb = args.gen_batch or args.batch
@@ -151,8 +156,7 @@ def main(argv=None) -> dict:
             assert out.size(1) >= L
 
         steps = max(1, args.steps // (2 if beam > 1 else 1))
-        t_o = median_time(gen_ours, steps, 1)
-        t_b = median_time(gen_bart, steps, 1)
+        t_o, t_b = median_times([gen_ours, gen_bart], steps, 1)
         results[name] = (gb * L / t_o, gb * L / t_b)
 
     print(f"{'':10s} {'ours tok/s':>12s} {'bart tok/s':>12s} {'ours/bart':>10s}")

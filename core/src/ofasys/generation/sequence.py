@@ -76,6 +76,8 @@ class _Masker:
         return torch.tensor([i for i in ids if 0 <= i < self.V], dtype=torch.long, device=self.free.device)
 
     def _row(self, allowed) -> int:
+        if isinstance(allowed, (set, list, tuple)):  # third-party constraints may return plain sets
+            allowed = frozenset(allowed)
         idx = self.keys.get(allowed)
         if idx is None:
             if allowed is DEAD:

@@ -423,7 +423,7 @@ class GeneralistModel(nn.Module):
     def _lookup(self, bucket_size: int, device) -> Tensor:
         t = self._lookups.get(bucket_size)
         if t is None or t.device != device:
-            t = token_bucket_lookup(bucket_size, self.config.max_positions).to(device)
+            t = token_bucket_lookup(bucket_size, self.config.max_positions).to(device=device, dtype=torch.int32)
             self._lookups[bucket_size] = t
         return t
 
@@ -566,13 +566,14 @@ class GeneralistModel(nn.Module):
             row += t.size(0)
         table = torch.cat(tables).t()  # (H, R)
         if kinds:
-            pos = torch.cat(flat_pos + [flat_pos[0].new_zeros(1, 2)])[index]  # (B, S, 2)
-            seg = torch.cat(flat_seg + [flat_seg[0].new_full((1,), -1)])[index]
+            # int32 index arithmetic: these (B, S, S) temporaries are the largest of the forward for long inputs
+            pos = torch.cat(flat_pos + [flat_pos[0].new_zeros(1, 2)])[index].to(torch.int32)  # (B, S, 2)
+            seg = torch.cat(flat_seg + [flat_seg[0].new_full((1,), -1)])[index].to(torch.int32)
             same = seg.unsqueeze(2) == seg.unsqueeze(1)
             kind_q = torch.cat(flat_kind + [flat_kind[0].new_zeros(1)])[index] if len(kinds) > 1 else None
             d0 = pos[..., 0].unsqueeze(2) - pos[..., 0].unsqueeze(1)
             # positions of different segments: a per-head bias by segment-order offset, so order is visible
-            order = F.pad((seg[:, 1:] != seg[:, :-1]).long().cumsum(1), (1, 0))
+            order = F.pad((seg[:, 1:] != seg[:, :-1]).cumsum(1, dtype=torch.int32), (1, 0))
             idx = (order.unsqueeze(2) - order.unsqueeze(1)).clamp_(-M, M).add_(M)
             mp = cfg.max_positions
             for ki, kind in enumerate(kinds):
@@ -591,7 +592,7 @@ class GeneralistModel(nn.Module):
             bias = table[:, idx].transpose(0, 1)  # (B, H, S, S), last dim contiguous
         else:
             bias = table.new_zeros(H, B, S, S).transpose(0, 1)
-        return bias.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        return bias.masked_fill_(~key_mask[:, None, None, :], float("-inf"))
 
     # ------------------------------------------------------------------ decoder
     def new_cache(self, max_len: int = 64) -> DecoderCache:
