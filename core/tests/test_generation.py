@@ -206,7 +206,7 @@ def test_model_criterion_and_generator_learn_to_reverse():
     L, lo, hi = 5, 5, 15
     m = GeneralistModel(ModelConfig.from_size("nano", vocab_size=16, dropout=0.0))
     crit = TokenCriterion(0.1)
-    steps = 150
+    steps = 100  # accuracy 1.0 for several seeds; it learns by ~step 50
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 30) * max(0.05, 1 - s / steps))
     g = torch.Generator().manual_seed(0)
@@ -214,7 +214,7 @@ def test_model_criterion_and_generator_learn_to_reverse():
     held_keys = {tuple(r) for r in held.tolist()}
     m.train()
     for _ in range(steps):
-        src = torch.randint(lo, hi, (64, L), generator=g)
+        src = torch.randint(lo, hi, (48, L), generator=g)
         keep = torch.tensor([tuple(r) not in held_keys for r in src.tolist()])
         src = src[keep]
         target = torch.cat([src.flip(1), torch.full((len(src), 1), EOS)], 1)
