@@ -1,7 +1,7 @@
 """The engine end to end on three synthetic text tasks trained jointly (train once, assert many).
 
-Stated held-out scores (nano, CPU, 500 updates, all three tasks in every update):
-sentiment accuracy >= 90%, reverse exact match >= 80%, last_word exact match >= 90%.
+Stated held-out scores (nano, CPU, 300 updates, all three tasks in every update):
+sentiment accuracy >= 90%, reverse exact match >= 80%, first_word exact match >= 90%.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import text_tasks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-STEPS = 500
-THRESHOLDS = {"sentiment": ("accuracy", 90.0), "reverse": ("exact_match", 80.0), "last_word": ("exact_match", 90.0)}
-TRAINER = dict(max_steps=STEPS, lr=2e-3, warmup_steps=30, seed=3, progress=False, log_every=50)
+STEPS = 300
+THRESHOLDS = {"sentiment": ("accuracy", 90.0), "reverse": ("exact_match", 80.0), "first_word": ("exact_match", 90.0)}
+TRAINER = dict(max_steps=STEPS, lr=5e-4, warmup_steps=30, seed=3, progress=False, log_every=50)
 
 
 def make_tasks() -> list[Task]:
@@ -34,7 +34,7 @@ def make_tasks() -> list[Task]:
     for name, ins in text_tasks.INSTRUCTIONS.items():
         train, valid = text_tasks.splits(name, n_train=800, n_valid=100, seed=11)
         metric = THRESHOLDS[name][0]
-        t = Task(name=name, instruction=ins, micro_batch_size=16, metrics=[metric])
+        t = Task(name=name, instruction=ins, micro_batch_size=32, metrics=[metric])
         t.add_dataset(train, "train")
         t.add_dataset(valid, "valid")
         tasks.append(t)
@@ -101,17 +101,17 @@ def test_closed_set_answers_come_only_from_the_set(trained):
 
 def test_beam_search_and_greedy_agree_on_easy_inputs(trained):
     m = OFASys.from_pretrained(trained["dir"])
-    data = [{"sentence": "the view was really marble"}]
-    assert m.inference("last_word", data=data)[0].text == "marble"
-    assert m.inference("last_word", data=data, beam_size=4)[0].text == "marble"
+    data = [{"sentence": "garden the view was really"}]
+    assert m.inference("first_word", data=data)[0].text == "garden"
+    assert m.inference("first_word", data=data, beam_size=4)[0].text == "garden"
 
 
 def test_ofasys_infer_cli(trained):
     r = subprocess.run([sys.executable, "-m", "ofasys", "infer", "--checkpoint", str(trained["dir"] / "checkpoint"),
-                        "--instruction", text_tasks.INSTRUCTIONS["reverse"], "--data", "words=apple river stone"],
+                        "--instruction", text_tasks.INSTRUCTIONS["reverse"], "--data", "words=apple river cloud"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "stone river apple"
+    assert r.stdout.strip() == "cloud river apple"
 
 
 def test_tampered_checkpoint_is_refused(trained, tmp_path):
@@ -144,7 +144,7 @@ def write_config(tmp: Path, steps: int, save_every: int | None = None, out: str 
         train, valid = text_tasks.splits(name, n_train=800, n_valid=100, seed=11)
         for split, rows in (("train", train), ("valid", valid)):
             (data_dir / f"{name}.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        lines += ["", "[[tasks]]", f'name = "{name}"', f"instruction = {json.dumps(ins)}", "micro_batch_size = 16",
+        lines += ["", "[[tasks]]", f'name = "{name}"', f"instruction = {json.dumps(ins)}", "micro_batch_size = 32",
                   f'metrics = ["{THRESHOLDS[name][0]}"]', f'train = "data/{name}.train.jsonl"',
                   f'valid = "data/{name}.valid.jsonl"']
     cfg = tmp / "run.toml"

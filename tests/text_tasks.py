@@ -2,8 +2,8 @@
 
 - ``sentiment``: a review built from sentiment-bearing and neutral words -> positive / negative / mixed
   (closed set);
-- ``reverse``: a sequence of 3-5 words -> the same words in reverse order;
-- ``last_word``: "what is the last word" of a short sentence.
+- ``reverse``: a sequence of 3 words -> the same words in reverse order;
+- ``first_word``: "what is the first word" of a short sentence.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ POSITIVE = ["great", "lovely", "excellent", "superb", "wonderful", "delightful",
 NEGATIVE = ["awful", "terrible", "boring", "dreadful", "horrible", "bland", "disappointing", "poor"]
 NEUTRAL = ["the", "food", "service", "room", "staff", "view", "was", "and", "really", "quite", "very", "hotel",
            "place", "meal", "music", "price"]
-WORDS = ["apple", "river", "stone", "cloud", "green", "music", "table", "light", "tiger", "paper", "ocean",
-         "bread", "chair", "window", "garden", "silver", "rocket", "pencil", "violin", "marble"]
+# each of these is a single token of the shipped tokenizer (pinned by ofasys-text's tests), so "reverse" is
+# a pure reordering task
+WORDS = ["apple", "river", "cloud", "green", "table", "light", "tiger", "ocean", "bread", "chair", "window",
+         "garden", "silver", "house", "water", "tree", "book", "horse", "snow", "gold"]
 
 INSTRUCTIONS = {
     "sentiment": "is the review [TEXT:review] positive? -> [TEXT:label,closed_set]",
     "reverse": "reverse the words: [TEXT:words] -> [TEXT:reversed]",
-    "last_word": "what is the last word of [TEXT:sentence] ? -> [TEXT:word]",
+    "first_word": "what is the first word of [TEXT:sentence] ? -> [TEXT:word]",
 }
 
 
@@ -41,21 +43,21 @@ def reverse(n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        words = rng.sample(WORDS, rng.randint(3, 4))
+        words = rng.sample(WORDS, 3)
         rows.append({"words": " ".join(words), "reversed": " ".join(reversed(words))})
     return rows
 
 
-def last_word(n: int, seed: int) -> list[dict]:
+def first_word(n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
         words = rng.sample(NEUTRAL + WORDS, rng.randint(3, 6))
-        rows.append({"sentence": " ".join(words), "word": words[-1]})
+        rows.append({"sentence": " ".join(words), "word": words[0]})
     return rows
 
 
-GENERATORS = {"sentiment": sentiment, "reverse": reverse, "last_word": last_word}
+GENERATORS = {"sentiment": sentiment, "reverse": reverse, "first_word": first_word}
 
 
 def splits(name: str, n_train: int = 600, n_valid: int = 100, seed: int = 0) -> tuple[list[dict], list[dict]]:

@@ -115,6 +115,11 @@ class Postprocessor:
         "features": the ``Features.meta`` of a feature output}``."""
         raise NotImplementedError
 
+    def finalize(self, fields: dict, meta: dict) -> None:
+        """Called once per sample after every output slot was postprocessed, with the sample's merged output
+        fields (inside a repetition group each field is the list of the items' values); may add or replace
+        fields in place, e.g. one ``save_box`` drawing every box of a detection with its label. Default: nothing."""
+
 
 @dataclass
 class BuildContext:

@@ -37,10 +37,16 @@ class GeneralistModel(_Universal):
         self.vocab: Vocabulary | None = None
         self.adaptor_slots: dict[str, dict] = {}
 
-    def initialize(self, vocab: Vocabulary) -> "GeneralistModel":
-        """Size the token embedding for ``vocab`` (once); a second call with another vocabulary remaps rows."""
+    def initialize(self, vocab: Vocabulary, seed: int | None = None) -> "GeneralistModel":
+        """Size the token embedding for ``vocab`` (once); a second call with another vocabulary remaps rows.
+
+        With ``seed``, a fresh model's weights are (re)drawn from that seed first, so the same seed gives the same
+        initial model whatever the process did before (resume, CLI and Python runs agree)."""
         rows = vocab.padded_size()
         if self.vocab is None and not self._initialized:
+            if seed is not None:
+                torch.manual_seed(seed)
+                self.apply(self._init_weights)
             emb = nn.Embedding(rows, self.config.d_model, padding_idx=vocab.pad,
                                device=self.embed_tokens.weight.device, dtype=self.embed_tokens.weight.dtype)
             nn.init.normal_(emb.weight, 0.0, self.config.init_std)

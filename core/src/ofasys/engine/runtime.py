@@ -220,6 +220,10 @@ class Runtime:
                 for name, v in (value.items() if isinstance(value, dict) else ()):
                     if name.startswith("save_") and callable(v):
                         fields.setdefault(name, v)
+            for slot in pipe.plan.outputs:  # whole-output fields (a detection's save_box draws every item)
+                finalize = getattr(pipe.postprocessors[slot.key], "finalize", None)
+                if finalize is not None:
+                    finalize(fields, batch.meta[i])
             if opts.get("return_n_best", 1) > 1:
                 fields["n_best"] = [{"tokens": list(x.tokens), "score": float(x.score)} for x in h]
             results.append(fields)

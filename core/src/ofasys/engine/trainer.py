@@ -142,8 +142,8 @@ class Trainer:
             t.fill_closed_sets()
         manager = manager or get_manager()
         vocab = build_vocab([t.plan for t in tasks], manager)
-        torch.manual_seed(self.config.seed)
-        model.initialize(vocab)
+        model.initialize(vocab, seed=self.config.seed)
+        torch.manual_seed(self.config.seed + 1)  # adaptors created below draw from a known state too
         if self.config.checkpoint_activations:
             model.set_checkpointing(True)
         runtime = Runtime(model, manager, label_smoothing=self.config.label_smoothing)
@@ -209,7 +209,7 @@ class Trainer:
                 bad[name].update(b)
         history: list[dict] = list(state["history"])
         skipped: list[dict] = list(state.get("skipped", []))
-        logf = (out_dir / "log.jsonl").open("a", encoding="utf-8")
+        logf = _open_log(out_dir / "log.jsonl", state["step"])
         tb = _tensorboard(out_dir) if c.tensorboard else None
         progress = _Progress(c.max_steps, state["step"], enabled=c.progress if c.progress is not None
                              else sys.stderr.isatty())
@@ -394,6 +394,22 @@ class Trainer:
                      bad=ts.get("bad", {}), skipped=ts.get("skipped", []), sched_rng=ts.get("sched_rng"))
         log.info("resumed from %s at step %d", path, ts["step"])
         return state
+
+
+def _open_log(path: Path, step: int):
+    """The JSONL log, keeping only the records up to ``step`` (a resumed run rewrites what came after)."""
+    kept = []
+    if step > 0 and path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line + "\n")
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+    f = path.open("w", encoding="utf-8")
+    f.writelines(kept)
+    f.flush()
+    return f
 
 
 def checkpoint_config(runtime: Runtime, trainer: dict | None = None) -> dict:
