@@ -252,7 +252,13 @@ def make_loader(source: DataSource, pipeline, split: str, batch_size: int, seed:
                 start: int = 0, num_workers: int = 0, rank: int = 0, world: int = 1, pin_memory: bool = False,
                 prefetch_factor: int | None = None):
     """A DataLoader yielding ``(Batch | None, [BadSample])`` forever (training) or once over the data (eval)."""
-    kwargs: dict[str, Any] = dict(num_workers=num_workers, collate_fn=_Collate(pipeline), pin_memory=pin_memory)
+    import torch
+
+    # a private generator: creating an iterator must not draw from the global RNG (dropout), or a resumed run
+    # would diverge from the uninterrupted one
+    gen = torch.Generator().manual_seed(_stable_seed(seed, pipeline.name, split) % (2 ** 63))
+    kwargs: dict[str, Any] = dict(num_workers=num_workers, collate_fn=_Collate(pipeline), pin_memory=pin_memory,
+                                  generator=gen)
     if num_workers > 0:
         kwargs["persistent_workers"] = False
         if prefetch_factor:

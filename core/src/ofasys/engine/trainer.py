@@ -406,7 +406,7 @@ def _open_log(path: Path, step: int):
                     kept.append(line + "\n")
             except json.JSONDecodeError:  # a line cut short by a crash
                 continue
-    f = path.open("w", encoding="utf-8")
+    f = path.open("w", encoding="utf-8", buffering=1)  # line-buffered: a killed run loses no logged step
     f.writelines(kept)
     f.flush()
     return f
