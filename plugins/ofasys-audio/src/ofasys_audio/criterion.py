@@ -1,0 +1,152 @@
+"""Training criteria of the AUDIO plugin.
+
+* :class:`TTSCriterion` (AUDIO output, ``criterion=tts``): Tacotron-2's loss on normalised log-mel frames --
+  L1 + MSE of the frames before and after the post-net, summed over mel bins and divided by the number of bins
+  (so one frame contributes a per-bin mean), plus binary cross entropy of the stop token per decoder step
+  (positive weight ``stop_pos_weight``: one positive per utterance). Normalised by the number of real frames.
+* :class:`CTCTextCriterion` (TEXT output of a task whose AUDIO input sets ``ctc_weight`` > 0): the core's
+  label-smoothed cross entropy on the text plus CTC on phones over the audio positions of the encoder
+  (OFASys's ``speech_to_text_loss``): ``(1 - ctc_weight) * CE per token + ctc_weight * CTC per phone``. Phones come
+  from the row's ``ctc_column`` (default ``phones``) or, when the row has none, from the shipped lexicon applied
+  to the text target. Word separators are not CTC targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ofasys.errors import DataError
+from ofasys.model.criterion import Criterion
+
+
+def _get(batch: Any, name: str, default: Any = None) -> Any:
+    if isinstance(batch, dict):
+        return batch.get(name, default)
+    return getattr(batch, name, default)
+
+
+class TTSCriterion(Criterion):
+    def __init__(self, adaptor_key: str, stop_pos_weight: float = 5.0, stop_weight: float = 1.0):
+        self.adaptor_key = adaptor_key
+        self.stop_pos_weight = float(stop_pos_weight)
+        self.stop_weight = float(stop_weight)
+
+    def __call__(self, model, batch) -> tuple[Tensor, dict]:
+        tf = _get(batch, "target_features")
+        if tf is None:
+            raise DataError("the text-to-speech criterion needs target audio (the output column) in every row")
+        enc = _get(batch, "encoder_out")
+        if enc is None:
+            enc = model.encode(_get(batch, "encoder"))
+        adaptor = model.adaptor(self.adaptor_key)
+        embeds, step_mask = adaptor.embed_target(tf)
+        pred = adaptor.predict(model.decode_embeds(embeds, enc))
+        target = tf["mel"].to(pred["mel"].dtype)
+        lengths = tf["lengths"].to(target.device)
+        b, t, m = target.shape
+        frame_mask = (torch.arange(t, device=target.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+        fm = frame_mask.to(target.dtype)
+        l1 = ((pred["mel"] - target).abs() * fm).sum() + ((pred["post"] - target).abs() * fm).sum()
+        mse = (((pred["mel"] - target) ** 2) * fm).sum() + (((pred["post"] - target) ** 2) * fm).sum()
+        steps = step_mask.sum(1)
+        stop_target = torch.zeros_like(pred["stop"])
+        stop_target[torch.arange(b, device=target.device), (steps - 1).clamp(min=0)] = 1.0
+        bce = F.binary_cross_entropy_with_logits(
+            pred["stop"].float(), stop_target.float(), reduction="none",
+            pos_weight=torch.tensor(self.stop_pos_weight, device=target.device))
+        bce = (bce * step_mask.float()).sum() * adaptor.r  # per frame, like the spectral terms
+        n_frames = int(lengths.sum())
+        spectral = (l1 + mse) / m
+        loss = spectral + self.stop_weight * bce
+        logging = {"loss": float(loss.detach()), "mel_l1": float(l1.detach()) / (2 * m), "stop_bce":
+                   float(bce.detach()), "nsentences": b, "sample_size": n_frames, "nframes": n_frames}
+        return loss, logging
+
+
+class CTCTextCriterion(Criterion):
+    def __init__(self, token_criterion, ctc_weight: float, audio_key: str, ctc_column: str = "phones",
+                 text_column: str | None = None, pad: int = 1):
+        self.token = token_criterion
+        self.ctc_weight = float(ctc_weight)
+        self.audio_key = audio_key
+        self.ctc_column = ctc_column
+        self.text_column = text_column
+        self.pad = pad
+
+    def phone_targets(self, row: dict) -> list[int]:
+        from .phones import WORD_SEP, _index, g2p, split_phones
+
+        value = row.get(self.ctc_column)
+        if value is None:
+            if self.text_column is None or not isinstance(row.get(self.text_column), str):
+                raise DataError(f"the CTC branch needs a '{self.ctc_column}' column of phones")
+            value = g2p(row[self.text_column])
+        index = _index()
+        out = []
+        for p in split_phones(value):
+            if p == WORD_SEP:
+                continue
+            if p not in index:
+                raise DataError(f"unknown phone {p!r} in column '{self.ctc_column}'")
+            out.append(index[p] + 1)  # 0 is the CTC blank
+        return out
+
+    def audio_frames(self, model, encoder) -> tuple[Tensor, Tensor]:
+        """(index (B, T) into the encoder positions, lengths (B,)) of each sample's first ``audio_key`` segment."""
+        lengths_of: dict[str, list[int]] = {}
+        tokens = encoder.tokens
+        for key, payload in encoder.features.items():
+            ad = model.adaptor(key)
+            if key == self.audio_key or hasattr(ad, "output_lengths"):
+                lens = ad.output_lengths(payload["lengths"])
+                if "feats" in payload:
+                    t = payload["feats"].size(1)
+                    lens = lens.clamp(max=int(ad.output_lengths(torch.tensor([max(t, 7)]))[0]))
+                lengths_of[key] = [int(x) for x in lens]
+            else:
+                lengths_of[key] = [int(x) for x in ad(payload).mask.sum(1)]
+        starts, lens = [], []
+        for lay in encoder.layout:
+            offset, start, n = 0, 0, 0
+            found = False
+            for key, row in lay:
+                size = int(tokens[row].ne(self.pad).sum()) if key == "tokens" else lengths_of[key][row]
+                if key == self.audio_key and not found:
+                    start, n, found = offset, size, True
+                offset += size
+            starts.append(start)
+            lens.append(n)
+        dev = model.device
+        lens_t = torch.tensor(lens, dtype=torch.long, device=dev)
+        tmax = max(1, max(lens))
+        index = torch.tensor(starts, device=dev).unsqueeze(1) + torch.arange(tmax, device=dev).unsqueeze(0)
+        return index, lens_t
+
+    def __call__(self, model, batch) -> tuple[Tensor, dict]:
+        encoder = _get(batch, "encoder")
+        enc = _get(batch, "encoder_out")
+        if enc is None:
+            enc = model.encode(encoder)
+        view = {"encoder_out": enc, "prev_tokens": _get(batch, "prev_tokens"), "target": _get(batch, "target"),
+                "loss_mask": _get(batch, "loss_mask"), "smoothing_ids": _get(batch, "smoothing_ids")}
+        ce, logging = self.token(model, view)
+        targets = [self.phone_targets(m["row"]) for m in _get(batch, "meta")]
+        index, in_lens = self.audio_frames(model, encoder)
+        head = model.adaptor(self.audio_key).ctc_head
+        hidden = enc.hidden.gather(1, index.clamp(max=enc.hidden.size(1) - 1).unsqueeze(-1)
+                                   .expand(-1, -1, enc.hidden.size(-1)))
+        logp = F.log_softmax(head(hidden).float(), dim=-1)
+        flat = torch.tensor([p for t in targets for p in t], dtype=torch.long, device=logp.device)
+        t_lens = torch.tensor([len(t) for t in targets], dtype=torch.long, device=logp.device)
+        ctc = F.ctc_loss(logp.transpose(0, 1), flat, in_lens, t_lens, blank=0, reduction="sum", zero_infinity=True)
+        n_tok = max(int(logging["sample_size"]), 1)
+        n_ph = max(int(t_lens.sum()), 1)
+        w = self.ctc_weight
+        loss = (1.0 - w) * ce + w * ctc * (n_tok / n_ph)
+        logging = {**logging, "loss": float(loss.detach()), "ce_loss": float(ce.detach()),
+                   "ctc_loss": float(ctc.detach()), "nphones": n_ph}
+        return loss, logging
