@@ -18,8 +18,7 @@ from ofasys.errors import DataError, InstructionError
 from ofasys.hookspecs import hookimpl
 from ofasys.plugins import PluginManager
 
-sys.path.insert(0, str(Path(__file__).parent))
-import text_tasks  # noqa: E402
+from ofasys_text import demo as text_tasks
 
 REV = text_tasks.INSTRUCTIONS["reverse"]
 QUICK = dict(max_steps=6, warmup_steps=2, progress=False, tensorboard=False)

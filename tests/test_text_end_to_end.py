@@ -19,8 +19,7 @@ import pytest
 from ofasys import GeneralistModel, OFASys, Task, Trainer
 from ofasys.engine.evaluate import evaluate_task
 
-sys.path.insert(0, str(Path(__file__).parent))
-import text_tasks  # noqa: E402
+from ofasys_text import demo as text_tasks
 
 pytestmark = pytest.mark.slow
 

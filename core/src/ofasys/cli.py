@@ -213,14 +213,16 @@ def evaluate(checkpoint: Path = typer.Argument(..., exists=True, help="A checkpo
 
 
 @app.command()
-def demo(output: Path = typer.Option(Path("demo"), "--output", "-o"),
+def demo(output: Path = typer.Option(Path("demo"), "--output", "-o", help="Where results, gallery and checkpoint go."),
          quick: bool = typer.Option(False, "--quick", help="A short profile (minutes on 2 CPU cores)."),
-         device: str = typer.Option("cpu", "--device")):
+         steps: Optional[int] = typer.Option(None, "--steps", help="Override the profile's number of updates."),
+         size: str = typer.Option("nano", "--size", help="Model size."),
+         device: str = typer.Option("cpu", "--device", help="cpu or cuda.")):
     """Train one small generalist on the bundled tasks of every installed plugin and show the results."""
     try:
         from .engine.demo import run_demo
 
-        run_demo(output, quick=quick, device=device)
+        run_demo(output, quick=quick, device=device, steps=steps, size=size)
     except OfasysError as err:
         raise _fail(err)
 

@@ -84,6 +84,17 @@ def ofasys_register_architectures(register: Callable[..., None]) -> None:
     """
 
 
+@hookspec
+def ofasys_register_demo_tasks(register: Callable[..., None]) -> None:
+    """Contribute the bundled tasks ``ofasys demo`` trains (data generated or shipped in the package).
+
+    Called by ``ofasys demo`` after every installed plugin is loaded.
+
+    :param register: ``register(task: DemoTask)``.
+    :returns: nothing; all implementations are called.
+    """
+
+
 # --------------------------------------------------------------------------------------------- slot lifecycle
 
 

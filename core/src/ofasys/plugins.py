@@ -346,6 +346,11 @@ class PluginManager:
     def metrics(self) -> dict[str, Metric]:
         return {m.name: m for m in self._collect(self.pm.hook.ofasys_register_metrics)}
 
+    def demo_tasks(self) -> list:
+        """Every installed plugin's demo tasks (loads all plugins)."""
+        self.load_all()
+        return sorted(self._collect(self.pm.hook.ofasys_register_demo_tasks), key=lambda t: (t.modality, t.name))
+
     def architectures(self) -> dict[str, Architecture]:
         return {a.name: a for a in self._collect(self.pm.hook.ofasys_register_architectures)}
 

@@ -154,3 +154,25 @@ class Architecture:
     build: Callable[[dict], Any]
     sizes: dict[str, dict] = field(default_factory=dict)
     help: str = ""
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """A bundled task for ``ofasys demo``.
+
+    ``rows(split, n, seed) -> list[dict]`` generates (or loads from the package) ``n`` rows of ``split``
+    (``"train"`` or ``"valid"``; valid rows never repeat train rows). ``metric`` names a registered metric;
+    ``showcase(model, rows, out_dir) -> list[dict]`` (optional) writes gallery files for a few held-out rows and
+    returns items ``{"title", "html"}`` for the demo page (paths relative to ``out_dir``).
+    """
+
+    name: str
+    modality: str
+    instruction: str
+    rows: Callable[[str, int, int], list]
+    metric: str
+    n_train: int = 800
+    n_valid: int = 100
+    micro_batch_size: int = 16
+    generation: dict = field(default_factory=dict)
+    showcase: Callable[..., list] | None = None

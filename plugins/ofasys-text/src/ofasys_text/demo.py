@@ -1,4 +1,5 @@
-"""Three small synthetic text tasks, generated deterministically by seed (no downloads).
+"""Three small synthetic text tasks for ``ofasys demo`` and the tests, generated deterministically by seed
+(no downloads).
 
 - ``sentiment``: a review built from sentiment-bearing and neutral words -> positive / negative / mixed
   (closed set);
@@ -67,3 +68,37 @@ def splits(name: str, n_train: int = 600, n_valid: int = 100, seed: int = 0) -> 
     seen = {tuple(sorted(r.items())) for r in train}
     valid = [r for r in gen(n_valid * 3, seed + 1000) if tuple(sorted(r.items())) not in seen][:n_valid]
     return train, valid
+
+
+METRICS = {"sentiment": "accuracy", "reverse": "exact_match", "first_word": "exact_match"}
+
+
+def demo_tasks() -> list:
+    """The tasks this plugin contributes to ``ofasys demo``."""
+    from ofasys.spec import DemoTask
+
+    def rows_of(name):
+        def make(split: str, n: int, seed: int) -> list[dict]:
+            train, valid = splits(name, n_train=n if split == "train" else 800, n_valid=n, seed=seed)
+            return train if split == "train" else valid
+
+        return make
+
+    return [DemoTask(name=f"text_{name}", modality="text", instruction=INSTRUCTIONS[name], rows=rows_of(name),
+                     metric=METRICS[name], micro_batch_size=32, showcase=_showcase(name))
+            for name in INSTRUCTIONS]
+
+
+def _showcase(name: str):
+    def show(model, rows: list[dict], out_dir) -> list[dict]:
+        import html
+
+        outs = model.inference(f"text_{name}", data=rows[:4])
+        items = []
+        for row, out in zip(rows[:4], outs):
+            inputs = ", ".join(f"{k}={v!r}" for k, v in row.items())
+            items.append({"title": name, "html": f"<code>{html.escape(inputs)}</code> &rarr; "
+                                                 f"<b>{html.escape(str(out.text))}</b>"})
+        return items
+
+    return show

@@ -105,3 +105,11 @@ def ofasys_register_metrics(register: Callable[..., None]) -> None:
             ("bleu", "Corpus BLEU (sacrebleu, 13a tokenisation), 0-100."),
             ("rouge_l", "Mean best ROUGE-L F1 (LCS over lower-cased words) against the references, 0-100.")):
         register(Metric(name, getattr(metrics, name), for_types=(SLOT_TYPE,), help=help_text))
+
+
+@hookimpl
+def ofasys_register_demo_tasks(register):
+    from .demo import demo_tasks
+
+    for task in demo_tasks():
+        register(task)
