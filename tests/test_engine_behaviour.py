@@ -201,3 +201,41 @@ def test_inference_with_a_bad_instruction_points_at_it(tmp_path):
         m.inference("[TEXT:words,uncasde] -> [TEXT:x]", data={"words": "a"})
     with pytest.raises(DataError, match="no column 'words'"):
         m.inference("rev", data={"word": "a"})
+
+
+class _ArchPlugin:
+    """An in-memory plugin registering a universal-model architecture (a GeneralistModel without dropout)."""
+
+    @hookimpl
+    def ofasys_register_architectures(self, register):
+        from ofasys.spec import Architecture
+
+        def build(config):
+            config = dict(config)
+            config.pop("arch")
+            return GeneralistModel(config.pop("size"), **{**config, "dropout": 0.0})
+
+        register(Architecture("ofa-nodrop", build, sizes={"nano": {"ffn_dim": 256}}))
+
+
+def test_a_plugin_architecture_trains_saves_and_loads(tmp_path):
+    from ofasys.engine.model import create_model
+    from ofasys.errors import ConfigError
+
+    pm = PluginManager(entry_points=[])
+    pm.register(_ArchPlugin(), name="arch-plugin")
+    with pytest.raises(ConfigError, match="unknown architecture 'ofa-nodro'.*Did you mean 'ofa-nodrop'"):
+        create_model("ofa-nodro", "nano", manager=pm)
+    model = create_model("ofa-nodrop", "nano", manager=pm)
+    assert model.config.arch == "ofa-nodrop" and model.config.ffn_dim == 256 and model.config.dropout == 0.0
+    t = Task(name="rev", instruction=REV, micro_batch_size=8).add_dataset(rev_rows(), "train")
+    Trainer(output_dir=str(tmp_path), **{**QUICK, "max_steps": 2}).fit(model, [t])
+    from ofasys.plugins import get_manager
+
+    main = get_manager()
+    main.register(_ArchPlugin(), name="arch-plugin")
+    try:
+        served = OFASys.from_pretrained(tmp_path)
+    finally:
+        main.unregister("arch-plugin")
+    assert served.model.config.arch == "ofa-nodrop" and served.model.config.ffn_dim == 256

@@ -88,11 +88,10 @@ def tasks_from_config(data: dict, base: Path, splits=("train", "valid", "test"))
 
 
 def _model_from_config(data: dict):
-    from .model import GeneralistModel
+    from .model import create_model
 
     m = dict(data.get("model") or {})
-    size = m.pop("size", "nano")
-    return GeneralistModel(size, **m)
+    return create_model(m.pop("arch", "ofa"), m.pop("size", "nano"), **m)
 
 
 def train_from_config(config: Path, output: Path | None = None, max_steps: int | None = None, resume: bool = True):

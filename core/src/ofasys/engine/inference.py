@@ -108,7 +108,13 @@ class OFASys:
                 except KeyError:
                     msg, hint = manager.missing_slot_type_message(slot.type)
                     raise CheckpointError(f"{directory}: {msg}. {hint}") from None
-        model = GeneralistModel(model_cfg)
+        if model_cfg.arch == "ofa":
+            model = GeneralistModel(model_cfg)
+        else:
+            from .model import create_model
+
+            model = create_model(model_cfg.arch, config["model"].get("size", "nano"), manager=manager,
+                                 **{k: v for k, v in config["model"].items() if k not in ("arch", "size")})
         model.initialize(saved_vocab)
         runtime = Runtime(model, manager)
         for key, slot_json in config.get("adaptors", {}).items():

@@ -78,3 +78,28 @@ class GeneralistModel(_Universal):
         self.embed_tokens = emb
         self.config.vocab_size = rows
         self.vocab = vocab
+
+
+def create_model(arch: str = "ofa", size: str = "nano", manager=None, **overrides: Any):
+    """A model of architecture ``arch``: the core's ``ofa``, or one a plugin registers through
+    ``ofasys_register_architectures``. A plugin architecture's ``build(config: dict)`` receives
+    ``{"arch", "size", **sizes[size], **overrides}`` and must return a module with the universal model's interface
+    (``initialize(vocab, seed)``, ``encode``, ``decode``, ``decode_embeds``, ``logits``, ``add_adaptor``...);
+    subclassing :class:`GeneralistModel` is the easy way."""
+    if arch == "ofa":
+        return GeneralistModel(size, **overrides)
+    from ..errors import ConfigError, did_you_mean
+    from ..plugins import get_manager
+
+    manager = manager or get_manager()
+    manager.load_all()
+    archs = manager.architectures()
+    if arch not in archs:
+        names = ["ofa", *sorted(archs)]
+        raise ConfigError(f"unknown architecture {arch!r}.{did_you_mean(arch, names)} Available: {', '.join(names)}")
+    spec = archs[arch]
+    config = {"arch": arch, "size": size, **spec.sizes.get(size, {}), **overrides}
+    model = spec.build(config)
+    if hasattr(getattr(model, "config", None), "arch"):
+        model.config.arch = arch
+    return model
