@@ -24,24 +24,26 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# pip: quiet, and without the machine-specific "Location ... is ignored" noise some pip configs print
+pip_() { "${PIP[@]}" "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 
 if ! "$VENV/bin/python" -c "import torch, torchvision, torchaudio; assert torch.__version__.startswith('2.14.1')" 2>/dev/null; then
   log "installing torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0 (once)"
-  "${PIP[@]}" install -q torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
+  pip_ install -q torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 fi
-"${PIP[@]}" install -q "setuptools>=68" wheel
+pip_ install -q "setuptools>=68" wheel
 
 log "building the core and the plugins into .wheelhouse/"
 rm -rf .wheelhouse
 mkdir -p .wheelhouse
 for pkg in core plugins/ofasys-*; do
-  "${PIP[@]}" wheel -q --no-deps --no-build-isolation -w .wheelhouse "$pkg"
+  pip_ wheel -q --no-deps --no-build-isolation -w .wheelhouse "$pkg"
 done
 
 log 'installing "ofasys[all,test]" from the wheelhouse'
-"${PIP[@]}" install -q --find-links .wheelhouse "ofasys[all,test]==0.1.0"
+pip_ install -q --find-links .wheelhouse "ofasys[all,test]==0.1.0"
 # the versions do not change between edits: reinstall our own wheels so the environment runs this checkout
-"${PIP[@]}" install -q --no-deps --force-reinstall .wheelhouse/*.whl
+pip_ install -q --no-deps --force-reinstall .wheelhouse/*.whl
 
 case "$what" in
   test)
