@@ -172,7 +172,9 @@ def build_adaptor(slot: Any, model_config: dict) -> Adaptor:
     bins = int(attrs.get("num_mel_bins") or 80)
     if variant == "audio_fbank":
         if slot.side == "decoder":
-            raise ConfigError("an AUDIO output predicts mel frames: write it as "
+            from ofasys.errors import PlanError
+
+            raise PlanError("an AUDIO output predicts mel frames: write it as "
                               f"[AUDIO:{slot.column},preprocess=audio_mel,adaptor=audio_mel]")
         return AudioFbankAdaptor(d, bins, n_ctc=len(PHONES) + 1, init_std=std)
     if variant == "audio_mel":
