@@ -185,8 +185,14 @@ class Runtime:
             gen = self.generators[batch.task]
             if gen is not None:
                 preds = gen.generate(self.model, batch, **opts)
-                post = pipe.postprocessors[pipe.plan.outputs[0].key]
-                return [post(p, m) for p, m in zip(preds, batch.meta)]
+                out_slot = pipe.plan.outputs[0]
+                post = pipe.postprocessors[out_slot.key]
+                results = []
+                for p, m in zip(preds, batch.meta):
+                    value = post(p, m)
+                    # like token outputs: the fields at top level, and the slot's whole dict under its key
+                    results.append({**value, out_slot.key: value})
+                return results
             return self._predict_tokens(batch, pipe, opts)
         finally:
             self.model.train(was_training)
