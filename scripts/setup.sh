@@ -36,7 +36,7 @@ pip_ install -q "setuptools>=68" wheel
 log "building the core and the plugins into .wheelhouse/"
 rm -rf .wheelhouse
 mkdir -p .wheelhouse
-for pkg in core plugins/ofasys-*; do
+for pkg in ./core ./plugins/ofasys-*; do
   pip_ wheel -q --no-deps --no-build-isolation -w .wheelhouse "$pkg"
 done
 
