@@ -191,7 +191,7 @@ class Runtime:
                 for p, m in zip(preds, batch.meta):
                     value = post(p, m)
                     # like token outputs: the fields at top level, and the slot's whole dict under its key
-                    results.append({**value, out_slot.key: value})
+                    results.append({out_slot.key: value, **value})
                 return results
             return self._predict_tokens(batch, pipe, opts)
         finally:
@@ -214,6 +214,7 @@ class Runtime:
             pieces = split_output(template.decoder, _strip_forced(template.decoder, best.tokens, pipe),
                                   self.vocab)
             fields: dict[str, Any] = {"tokens": list(best.tokens), "score": float(best.score)}
+            named: set[str] = set()  # output fields win over a slot key of the same name ([TEXT:text] -> out.text)
             for slot in pipe.plan.outputs:
                 post = pipe.postprocessors[slot.key]
                 got = pieces.get(slot.key, [] if slot.group is None else [])
@@ -221,8 +222,9 @@ class Runtime:
                 value = [post(p, meta) for p in got] if slot.group is not None else post(got, meta)
                 fields[slot.key] = value
                 for name in slot.output_fields:  # inside a group: the list of the items' values
-                    fields.setdefault(name, [v.get(name) for v in value] if slot.group is not None
-                                      else value.get(name))
+                    if name not in named:
+                        named.add(name)
+                        fields[name] = [v.get(name) for v in value] if slot.group is not None else value.get(name)
                 for name, v in (value.items() if isinstance(value, dict) else ()):
                     if name.startswith("save_") and callable(v):
                         fields.setdefault(name, v)
