@@ -95,37 +95,6 @@ class CTCTextCriterion(Criterion):
             out.append(index[p] + 1)  # 0 is the CTC blank
         return out
 
-    def audio_frames(self, model, encoder) -> tuple[Tensor, Tensor]:
-        """(index (B, T) into the encoder positions, lengths (B,)) of each sample's first ``audio_key`` segment."""
-        lengths_of: dict[str, list[int]] = {}
-        tokens = encoder.tokens
-        for key, payload in encoder.features.items():
-            ad = model.adaptor(key)
-            if key == self.audio_key or hasattr(ad, "output_lengths"):
-                lens = ad.output_lengths(payload["lengths"])
-                if "feats" in payload:
-                    t = payload["feats"].size(1)
-                    lens = lens.clamp(max=int(ad.output_lengths(torch.tensor([max(t, 7)]))[0]))
-                lengths_of[key] = [int(x) for x in lens]
-            else:
-                lengths_of[key] = [int(x) for x in ad(payload).mask.sum(1)]
-        starts, lens = [], []
-        for lay in encoder.layout:
-            offset, start, n = 0, 0, 0
-            found = False
-            for key, row in lay:
-                size = int(tokens[row].ne(self.pad).sum()) if key == "tokens" else lengths_of[key][row]
-                if key == self.audio_key and not found:
-                    start, n, found = offset, size, True
-                offset += size
-            starts.append(start)
-            lens.append(n)
-        dev = model.device
-        lens_t = torch.tensor(lens, dtype=torch.long, device=dev)
-        tmax = max(1, max(lens))
-        index = torch.tensor(starts, device=dev).unsqueeze(1) + torch.arange(tmax, device=dev).unsqueeze(0)
-        return index, lens_t
-
     def __call__(self, model, batch) -> tuple[Tensor, dict]:
         encoder = _get(batch, "encoder")
         enc = _get(batch, "encoder_out")
@@ -135,7 +104,7 @@ class CTCTextCriterion(Criterion):
                 "loss_mask": _get(batch, "loss_mask"), "smoothing_ids": _get(batch, "smoothing_ids")}
         ce, logging = self.token(model, view)
         targets = [self.phone_targets(m["row"]) for m in _get(batch, "meta")]
-        index, in_lens = self.audio_frames(model, encoder)
+        index, in_lens = audio_frames(model, encoder, self.audio_key, self.pad)
         head = model.adaptor(self.audio_key).ctc_head
         hidden = enc.hidden.gather(1, index.clamp(max=enc.hidden.size(1) - 1).unsqueeze(-1)
                                    .expand(-1, -1, enc.hidden.size(-1)))
@@ -150,3 +119,58 @@ class CTCTextCriterion(Criterion):
         logging = {**logging, "loss": float(loss.detach()), "ce_loss": float(ce.detach()),
                    "ctc_loss": float(ctc.detach()), "nphones": n_ph}
         return loss, logging
+
+
+def audio_frames(model, encoder, audio_key: str, pad: int = 1) -> tuple[Tensor, Tensor]:
+    """(index (B, T) into the encoder positions, lengths (B,)) of each sample's first ``audio_key`` segment
+    (segments are concatenated in layout order; tokens count their non-pad ids)."""
+    lengths_of: dict[str, list[int]] = {}
+    tokens = encoder.tokens
+    for key, payload in encoder.features.items():
+        ad = model.adaptor(key)
+        if key == audio_key or hasattr(ad, "output_lengths"):
+            lens = ad.output_lengths(payload["lengths"])
+            if "feats" in payload:
+                t = payload["feats"].size(1)
+                lens = lens.clamp(max=int(ad.output_lengths(torch.tensor([max(t, 7)]))[0]))
+            lengths_of[key] = [int(x) for x in lens]
+        else:
+            lengths_of[key] = [int(x) for x in ad(payload).mask.sum(1)]
+    starts, lens = [], []
+    for lay in encoder.layout:
+        offset, start, n = 0, 0, 0
+        found = False
+        for key, row in lay:
+            size = int(tokens[row].ne(pad).sum()) if key == "tokens" else lengths_of[key][row]
+            if key == audio_key and not found:
+                start, n, found = offset, size, True
+            offset += size
+        starts.append(start)
+        lens.append(n)
+    dev = model.device
+    lens_t = torch.tensor(lens, dtype=torch.long, device=dev)
+    tmax = max(1, max(lens))
+    index = torch.tensor(starts, device=dev).unsqueeze(1) + torch.arange(tmax, device=dev).unsqueeze(0)
+    return index, lens_t
+
+
+@torch.no_grad()
+def ctc_greedy_phones(model, encoder, audio_key: str = "AUDIO.audio_fbank", pad: int = 1) -> list[str]:
+    """Greedy CTC decoding of the encoder's phone head: per sample, the phones (space-separated, no word
+    separators) of its first ``audio_key`` segment. The encoder batch may hold any instruction with that audio."""
+    from .phones import PHONES
+
+    enc = model.encode(encoder)
+    index, lens = audio_frames(model, encoder, audio_key, pad)
+    hidden = enc.hidden.gather(1, index.clamp(max=enc.hidden.size(1) - 1).unsqueeze(-1)
+                               .expand(-1, -1, enc.hidden.size(-1)))
+    best = model.adaptor(audio_key).ctc_head(hidden).argmax(-1).tolist()
+    out = []
+    for b, n in enumerate(lens.tolist()):
+        seq, prev = [], 0
+        for k in best[b][:n]:
+            if k != prev and k != 0:
+                seq.append(PHONES[k - 1])
+            prev = k
+        out.append(" ".join(seq))
+    return out

@@ -124,6 +124,8 @@ class MelSpec:
         import torch
 
         wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        if wav.numel() <= MEL_N_FFT // 2:  # reflect padding needs more than half a window
+            wav = torch.nn.functional.pad(wav, (0, MEL_N_FFT // 2 + 1 - wav.numel()))
         return torch.log(self._transform()(wav).clamp(min=MEL_FLOOR)).T.contiguous()
 
     def encode(self, samples: np.ndarray):
