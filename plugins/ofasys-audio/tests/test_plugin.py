@@ -44,6 +44,7 @@ def test_unknown_choice_is_an_instruction_error():
 @pytest.fixture(scope="module")
 def runtime():
     tasks = [Task(name="asr", instruction=ASR, micro_batch_size=4), Task(name="tts", instruction=TTS)]
+    torch.manual_seed(0)
     model = GeneralistModel("nano")
     model.initialize(build_vocab([t.plan for t in tasks]))
     rt = Runtime(model)
@@ -140,3 +141,43 @@ def test_griffin_lim_inverts_a_mel_to_similar_audio():
     assert abs(len(y) - len(x)) <= 256
     other = load_audio(corpus.rows()[60]["wav"]).samples
     assert mcd_pair(y, x) < mcd_pair(other, x)
+
+
+def test_global_normalisation_uses_the_bundled_statistics():
+    from ofasys_audio.audio_io import load_audio
+    from ofasys_audio.features import fbank, normalize
+
+    feats = torch.cat([fbank(load_audio(r["wav"]).samples) for r in corpus.rows()[::9]])
+    g = normalize(feats, "global")
+    assert g.mean().abs() < 0.3 and 0.7 < g.std() < 1.3
+    assert torch.equal(normalize(feats, "none"), feats)
+
+
+def test_preprocessors_pickle_for_dataloader_workers(runtime):
+    import pickle
+
+    for task in ("asr", "tts"):
+        pipe = runtime.pipelines[task]
+        for slot in pipe.plan.all_slots():
+            pickle.loads(pickle.dumps(pipe.preprocessor(slot)))
+
+
+def test_long_audio_in_a_pipeline_is_a_reported_bad_sample_or_cut(runtime, tmp_path):
+    from ofasys.errors import DataError
+
+    p = tmp_path / "long.flac"
+    sf.write(p, np.zeros(600 * 8000, dtype=np.float32), 8000, subtype="PCM_16")
+    pipe = runtime.pipelines["asr"]
+    with pytest.raises(DataError, match="more than max_duration=30 s"):
+        pipe.make_sample({"wav": str(p), "text": "stop", "phones": "s t 0 p"}, "train", random.Random(0))
+    cut = Task(name="cut", instruction="[AUDIO:wav,max_duration=2,long_audio=cut] hi -> [TEXT:text]")
+    runtime.add_task(cut)
+    s = runtime.pipelines["cut"].make_sample({"wav": str(p), "text": "stop"}, "train", random.Random(0))
+    assert s.encoder[0].value.meta["duration"] == pytest.approx(2.0)
+
+
+def test_griffin_lim_handles_one_frame():
+    from ofasys_audio.features import mel_to_waveform
+
+    for n in (1, 2, 3):
+        assert mel_to_waveform(torch.full((n, 80), -3.0)).shape == (n * 256,)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import random
 from pathlib import Path
@@ -145,6 +146,11 @@ def mel_to_waveform(log_mel, sample_rate: int = 16000, n_iter: int = 32) -> np.n
 
     log_mel = torch.as_tensor(log_mel, dtype=torch.float32)
     n_mels = log_mel.size(1)
+    frames = log_mel.size(0)
+    min_frames = MEL_N_FFT // MEL_HOP + 2  # Griffin-Lim's STFT needs more than one window of signal
+    if frames < min_frames:  # pad a very short output with silence, cut it off afterwards
+        pad = torch.full((min_frames - frames, n_mels), math.log(MEL_FLOOR))
+        log_mel = torch.cat([log_mel, pad])
     mag = log_mel.exp().T  # (n_mels, frames)
     inv = torchaudio.transforms.InverseMelScale(n_stft=MEL_N_FFT // 2 + 1, n_mels=n_mels, sample_rate=sample_rate,
                                                 f_min=0.0, f_max=min(MEL_FMAX, sample_rate / 2))
@@ -155,6 +161,8 @@ def mel_to_waveform(log_mel, sample_rate: int = 16000, n_iter: int = 32) -> np.n
     with torch.random.fork_rng():
         torch.manual_seed(0)  # Griffin-Lim starts from random phases: keep the output reproducible
         wav = gl(spec)
+    if frames < min_frames:
+        wav = wav[: frames * MEL_HOP]
     peak = float(wav.abs().max()) if wav.numel() else 0.0
     if peak > 0.99:
         wav = wav * (0.99 / peak)
