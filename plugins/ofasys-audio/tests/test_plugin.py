@@ -181,3 +181,20 @@ def test_griffin_lim_handles_one_frame():
 
     for n in (1, 2, 3):
         assert mel_to_waveform(torch.full((n, 80), -3.0)).shape == (n * 256,)
+
+
+def test_phone_output_is_decoded_inside_the_phone_block():
+    from ofasys_audio.phones import PHONES
+
+    task = Task(name="phones", instruction="[AUDIO:wav] what are the phones? -> [PHONE:phones]")
+    torch.manual_seed(0)
+    model = GeneralistModel("nano")
+    model.initialize(build_vocab([task.plan]))
+    rt = Runtime(model)
+    rt.add_task(task)
+    row = corpus.rows()[0]
+    assert "phone" in rt.vocab.block_names
+    loss, _ = rt.loss(_batch(rt, "phones", [row]))
+    assert torch.isfinite(loss)
+    out = rt.predict(_batch(rt, "phones", [{"wav": row["wav"]}], "test"), max_len=6)[0]
+    assert out["phones"] and all(p in PHONES for p in out["phones"].split())

@@ -5,8 +5,8 @@ mel cepstral distortion.
   corpus (not averaged per utterance), after normalisation: lower-case, punctuation removed (apostrophes kept),
   whitespace collapsed. Lower is better; can exceed 100 with many insertions.
 * :func:`mcd`: mel cepstral distortion in dB, ``(10 / ln 10) * sqrt(2 * sum_{d=1..12} (c_d - c'_d)^2)`` averaged
-  over frames aligned by dynamic time warping; cepstra are the orthonormal DCT of natural-log mel magnitudes
-  (80 mels, n_fft 1024, hop 256 at 16 kHz), c0 (energy) excluded. Predictions are waveforms (or ``(array, rate)``),
+  over frames aligned by dynamic time warping; cepstra are the orthonormal DCT of natural-log mel magnitudes floored
+  at 1e-2 (80 mels, n_fft 1024, hop 256 at 16 kHz), c0 (energy) excluded. Predictions are waveforms (or ``(array, rate)``),
   references anything :func:`ofasys_audio.audio_io.load_audio` reads. Lower is better.
 """
 
@@ -63,13 +63,18 @@ def cer(predictions: list, references: list) -> float:
     return 100.0 * errors / max(total, 1)
 
 
+MCD_FLOOR = 1e-2  # mel magnitude floor (about -40 dB below speech): silence and empty bands do not dominate
+
+
 def mel_cepstrum(samples, sample_rate: int = 16000, n_ceps: int = 13):
-    """(frames, n_ceps) cepstra of natural-log mel magnitudes (c0 first)."""
+    """(frames, n_ceps) cepstra of natural-log mel magnitudes floored at ``MCD_FLOOR`` (c0 first)."""
+    import math
+
     import torchaudio.functional as AF
 
     from .features import MelSpec
 
-    lm = MelSpec(sample_rate, 80).log_mel(samples)
+    lm = MelSpec(sample_rate, 80).log_mel(samples).clamp(min=math.log(MCD_FLOOR))
     dct = AF.create_dct(n_ceps, 80, norm="ortho")
     return lm @ dct
 

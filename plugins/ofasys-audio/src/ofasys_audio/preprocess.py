@@ -44,6 +44,8 @@ class FbankPreprocessor(_AudioPreprocessor):
         self.spec_augment = bool(a.get("spec_augment"))
 
     def __call__(self, value: Any, ctx: SampleContext) -> Features:
+        import torch
+
         from .adaptors import subsampled_lengths
         from .features import fbank, normalize, spec_augment
 
@@ -51,8 +53,6 @@ class FbankPreprocessor(_AudioPreprocessor):
         feats = normalize(fbank(audio.samples, audio.sample_rate, self.bins), self.normalize, self.stats)
         if self.spec_augment and ctx.training:
             feats = spec_augment(feats, ctx.rng)
-        import torch
-
         n = int(subsampled_lengths(torch.tensor([feats.size(0)]))[0])
         ctx.state[f"audio:{self.slot.column}"] = {"duration": audio.duration, "source_rate": audio.source_rate,
                                                   "channels": audio.channels, "cut": audio.cut}
