@@ -120,3 +120,20 @@ def test_bytes_of_a_flac(tmp_path):
     buf = io.BytesIO()
     sf.write(buf, tone(rate=44100), 44100, format="FLAC")
     assert len(load_audio(buf.getvalue()).samples) == 8000
+
+
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_fresh_espeak_ng_speech_is_read_from_bytes():
+    import subprocess
+
+    from ofasys_audio.metrics import mcd_pair
+
+    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "--stdout", "zero"], capture_output=True,
+                         check=True).stdout
+    a = load_audio(wav)
+    assert a.source_rate == 22050 and a.sample_rate == 16000 and 0.3 < a.duration < 1.5
+    bundled = corpus.rows()[0]  # "zero", en-us, 140 wpm (band-limited to 8 kHz, trimmed)
+    other = next(r for r in corpus.rows() if r["text"] == "open the door" and r["voice"] == "en-us")
+    ref = load_audio(bundled["wav"]).samples
+    fresh_8k = load_audio((load_audio(wav, 8000).samples, 8000)).samples
+    assert mcd_pair(fresh_8k, ref) < mcd_pair(load_audio(other["wav"]).samples, ref)
