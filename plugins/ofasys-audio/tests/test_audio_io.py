@@ -137,3 +137,11 @@ def test_fresh_espeak_ng_speech_is_read_from_bytes():
     ref = load_audio(bundled["wav"]).samples
     fresh_8k = load_audio((load_audio(wav, 8000).samples, 8000)).samples
     assert mcd_pair(fresh_8k, ref) < mcd_pair(load_audio(other["wav"]).samples, ref)
+
+
+def test_trim_silence_keeps_a_margin():
+    x = np.concatenate([np.zeros(16000, np.float32), tone(0.5), np.zeros(8000, np.float32)])
+    a = load_audio((x, 16000), trim=True)
+    assert a.duration == pytest.approx(0.5 + 2 * 0.1, abs=0.01)
+    silent = load_audio((np.zeros(4000, np.float32), 16000), trim=True)
+    assert len(silent.samples) == 4000

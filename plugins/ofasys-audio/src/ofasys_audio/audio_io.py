@@ -80,23 +80,24 @@ def _read_file(src: Any, what: str, max_duration: float | None, long_audio: str)
 
 
 def load_audio(value: Any, sample_rate: int = 16000, max_duration: float | None = 30.0,
-               long_audio: str = "skip") -> Audio:
+               long_audio: str = "skip", trim: bool = False) -> Audio:
     """Decode ``value`` to mono float32 at ``sample_rate``.
 
     ``value``: a path (``str``/``PathLike``), encoded bytes (WAV, FLAC, OGG...), a ``(array, sample_rate)`` tuple,
     or a dict with ``array`` + ``sampling_rate``/``sample_rate`` (Hugging Face style), ``path`` or ``bytes``.
     Arrays are (n,) or (n, channels); a 2-D array with fewer rows than columns is taken as (channels, n).
+    ``trim``: cut leading and trailing silence (:func:`trim_silence`) after resampling.
     """
     what = _describe(value)
     cut = False
     if isinstance(value, dict):
         if value.get("array") is not None:
             rate = value.get("sampling_rate", value.get("sample_rate"))
-            return load_audio((value["array"], rate), sample_rate, max_duration, long_audio)
+            return load_audio((value["array"], rate), sample_rate, max_duration, long_audio, trim)
         if value.get("bytes") is not None:
-            return load_audio(value["bytes"], sample_rate, max_duration, long_audio)
+            return load_audio(value["bytes"], sample_rate, max_duration, long_audio, trim)
         if value.get("path") is not None:
-            return load_audio(value["path"], sample_rate, max_duration, long_audio)
+            return load_audio(value["path"], sample_rate, max_duration, long_audio, trim)
         raise DataError(f"an audio dict needs 'array' (with 'sampling_rate'), 'bytes' or 'path'; got keys "
                         f"{sorted(value)}")
     if isinstance(value, (str, os.PathLike)):
@@ -145,7 +146,24 @@ def load_audio(value: Any, sample_rate: int = 16000, max_duration: float | None 
         raise DataError(f"{what} contains NaN or infinite samples")
     if rate != sample_rate:
         mono = resample(mono, rate, sample_rate)
+    if trim:
+        mono = trim_silence(mono, sample_rate)
     return Audio(mono, int(sample_rate), int(rate), channels, cut)
+
+
+TRIM_THRESHOLD = 0.01  # |sample| below this (-40 dBFS) counts as silence
+TRIM_MARGIN = 0.1  # seconds of silence kept before the first and after the last loud sample
+
+
+def trim_silence(samples: np.ndarray, sample_rate: int, threshold: float = TRIM_THRESHOLD,
+                 margin: float = TRIM_MARGIN) -> np.ndarray:
+    """Cut leading and trailing silence (samples below ``threshold``), keeping ``margin`` seconds; audio that is
+    silent throughout is returned unchanged. The bundled corpus was trimmed the same way."""
+    loud = np.nonzero(np.abs(samples) > threshold)[0]
+    if len(loud) == 0:
+        return samples
+    m = int(margin * sample_rate)
+    return samples[max(int(loud[0]) - m, 0): int(loud[-1]) + m + 1]
 
 
 def resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:

@@ -42,6 +42,8 @@ AUDIO = SlotType(
         Attribute("long_audio", "str", "skip",
                   "What to do with audio longer than max_duration: skip (a counted, reported bad sample) or cut "
                   "(keep its first max_duration seconds).", choices=("skip", "cut")),
+        Attribute("trim_silence", "bool", False,
+                  "Cut leading and trailing silence (below -40 dBFS, keeping 0.1 s), as the bundled corpus was."),
         Attribute("num_mel_bins", "int", 80, "Filterbank / mel bins."),
         Attribute("normalize", "str", "utterance",
                   "Filterbank mean/variance normalisation: per utterance, global (statistics of the bundled corpus "

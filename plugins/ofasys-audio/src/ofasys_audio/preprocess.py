@@ -28,9 +28,10 @@ class _AudioPreprocessor(Preprocessor):
         self.max_duration = float(a.get("max_duration") or 0) or None
         self.long_audio = a.get("long_audio") or "skip"
         self.bins = int(a.get("num_mel_bins") or 80)
+        self.trim = bool(a.get("trim_silence"))
 
     def load(self, value: Any):
-        return load_audio(value, self.sample_rate, self.max_duration, self.long_audio)
+        return load_audio(value, self.sample_rate, self.max_duration, self.long_audio, self.trim)
 
 
 class FbankPreprocessor(_AudioPreprocessor):
