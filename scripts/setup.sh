@@ -8,7 +8,7 @@
 # One virtual environment (.venv, or $OFASYS_VENV) serves the demo, the tests and every nox session; torch is
 # installed once (pinned, from pip's local cache when present) and never reinstalled per session.
 # The core and every plugin are built into a local wheelhouse (.wheelhouse/) and installed from it as
-# `ofasys[all,test]`, so the extras mechanism is exercised exactly as a user's `pip install "ofasys[image]"`.
+# `ofasys[all,test,bench]`, so the extras mechanism is exercised exactly as a user's `pip install "ofasys[image]"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -40,8 +40,8 @@ for pkg in ./core ./plugins/ofasys-*; do
   pip_ wheel -q --no-deps --no-build-isolation -w .wheelhouse "$pkg"
 done
 
-log 'installing "ofasys[all,test]" from the wheelhouse'
-pip_ install -q --find-links .wheelhouse "ofasys[all,test]==0.1.0"
+log 'installing "ofasys[all,test,bench]" from the wheelhouse'
+pip_ install -q --find-links .wheelhouse "ofasys[all,test,bench]==0.1.0"
 # the versions do not change between edits: reinstall our own wheels so the environment runs this checkout
 pip_ install -q --no-deps --force-reinstall .wheelhouse/*.whl
 
