@@ -144,8 +144,8 @@ def _slot_values(data: ShopData) -> dict[str, list[Any]]:
         "city": sorted({s[2] for s in data.shops}),
         "product": [p[1] for p in data.products],
         "category": sorted({p[2] for p in data.products}),
-        "n": list(range(5, 56)),
-        "year": list(range(1992, 2019)),
+        "n": list(range(5, 60, 5)),
+        "year": list(range(1990, 2021, 5)),
         "k": [1, 2, 3],
     }
 
@@ -157,7 +157,8 @@ def _fill(template: str, values: dict, lower: bool) -> str:
 
 def sql_pool(database: "str | Path", difficulties: tuple[str, ...] = DIFFICULTIES) -> list[dict]:
     """Every distinct question/SQL pair the templates make over the database (gold queries that fail or return
-    nothing are left out): rows ``{"question", "database", "sql", "difficulty", "template"}``."""
+    nothing are left out): rows ``{"question", "database" (absolute path), "sql", "difficulty", "template"}``."""
+    database = Path(database).resolve()
     data = _read_shop_data(database)
     slot_values = _slot_values(data)
     out: list[dict] = []
@@ -203,14 +204,15 @@ def _read_shop_data(database: "str | Path") -> ShopData:
     return ShopData(shops, products, orders)
 
 
-def text_to_sql(database: "str | Path", n_train: int = 800, n_valid: int = 100, n_test: int = 0, seed: int = 0,
+def text_to_sql(database: "str | Path", n_train: int = 800, n_valid: int = 60, n_test: int = 30, seed: int = 0,
                 difficulties: tuple[str, ...] = DIFFICULTIES) -> dict[str, list[dict]]:
     """Question/SQL splits over a shop database (:func:`build_shop_database`).
 
     Held-out pairs are new combinations of values: a combination (template and values) is either held out under
     one of its phrasings or trained on under all of them, never both. Held-out combinations are spread evenly
-    over the templates with slots (at most a third of a template's combinations); the training split draws from
-    the rest, repeating pairs when it asks for more than the pool has."""
+    over the templates with slots (at most 40% of a template's combinations, so with the default database at most
+    97 pairs are held out: ``valid`` is filled first); the training split draws from the rest, repeating pairs
+    when it asks for more than the pool has."""
     pool = sql_pool(database, difficulties)
     rng = random.Random(f"text-to-sql-{seed}")
     combos: dict[tuple[int, str], list[dict]] = {}
@@ -220,10 +222,10 @@ def text_to_sql(database: "str | Path", n_train: int = 800, n_valid: int = 100, 
     for key in sorted(combos):
         if _fields(SQL_TEMPLATES[key[0]][2]):
             by_template.setdefault(key[0], []).append(key)
-    # round robin over the templates, holding out at most a third of any template's combinations
+    # round robin over the templates, holding out at most 40% of any template's combinations
     for t in sorted(by_template):
         rng.shuffle(by_template[t])
-    caps = {t: max(1, len(keys) // 3) for t, keys in by_template.items()}
+    caps = {t: max(1, len(keys) * 2 // 5) for t, keys in by_template.items()}
     n_held = min(n_valid + n_test, sum(caps.values()))
     counts = dict.fromkeys(by_template, 0)
     held_keys: list[tuple[int, str]] = []
@@ -285,8 +287,8 @@ def _table_to_text_example(rng: random.Random) -> dict:
 
     def obj(kind_: str) -> Any:
         return {"city": lambda: rng.choice(CITIES), "company": lambda: rng.choice(COMPANIES),
-                "job": lambda: rng.choice(JOBS), "age": lambda: rng.randint(18, 80),
-                "year": lambda: rng.randint(1900, 2015)}[kind_]()
+                "job": lambda: rng.choice(JOBS), "age": lambda: rng.randrange(20, 70, 5),
+                "year": lambda: rng.randrange(1900, 2020, 10)}[kind_]()
 
     if kind < 0.6:  # a person, 1-3 facts
         subject = rng.choice(PEOPLE)
@@ -312,11 +314,11 @@ def _table_to_text_example(rng: random.Random) -> dict:
         person, company, city = rng.choice(PEOPLE), rng.choice(COMPANIES), rng.choice(CITIES)
         triples += [[person, "employer", company], [company, "location", city]]
         sentences += [f"{person} works for {company} .", f"{company} is located in {city} ."]
-    return {"triples": triples, "text": " ".join(sentences)}
+    return {"triples": triples, "sentence": " ".join(sentences)}
 
 
 def table_to_text(n: int, seed: int = 0, exclude: "set[str] | None" = None) -> list[dict]:
-    """``n`` distinct examples ``{"triples": [[subject, relation, object], ...], "text": sentence}``."""
+    """``n`` distinct examples ``{"triples": [[subject, relation, object], ...], "sentence": str}``."""
     rng = random.Random(f"table-to-text-{seed}")
     return _distinct(lambda: _table_to_text_example(rng), n, lambda r: json.dumps(r["triples"]), exclude)
 
