@@ -229,6 +229,14 @@ class _Planner:
                 attrs.setdefault(a.name, a.default)
         components = self.components(spec, chosen, slot, source)
         kind = spec.kind_for(components.get("preprocess"))
+        if side == "decoder" and kind == "features" and not (components.get("criterion") and
+                                                               components.get("generator")):
+            variants = ", ".join(f"preprocess={v}" for v in spec.token_variants)
+            raise InstructionError(
+                f"slot type {slot.type} cannot be an output with preprocess={components.get('preprocess')}: "
+                "its plugin declares no criterion and generator for it", source, *slot.span,
+                hint=f"Output variants of {slot.type}: {variants}." if variants else
+                f"{slot.type} is an input-only slot type.")
         if kind == "tokens":
             for stage, default in CORE_TOKEN_DEFAULTS.items():
                 if components.get(stage) is None:

@@ -19,9 +19,10 @@ def test_entry_modules_import_only_the_standard_library_and_ofasys():
 
 
 def test_slot_types_declare_their_components_and_attributes():
-    assert plugin.IMAGE.kind == "features" and plugin.IMAGE.sides == ("encoder",)
-    assert plugin.IMAGE.components["adaptor"] == ("image_resnet", "image_patch")
-    assert "image_vqgan" not in json.dumps(plugin.IMAGE.to_json())  # image generation is not in this release
+    assert plugin.IMAGE.kind == "features" and plugin.IMAGE.sides == ("encoder", "decoder")
+    assert plugin.IMAGE.components["adaptor"][:2] == ("image_resnet", "image_patch")
+    # image generation is declared (it plans and explains) but its components are not built in this release
+    assert plugin.IMAGE.kind_for("image_vqgan") == "tokens" and plugin.IMAGE.vocab_blocks == ("code",)
     names = {a.name for a in plugin.IMAGE.attributes}
     assert {"patch_image_size", "augment", "norm", "mask_ratio", "backbone", "weights", "patch_size"} <= names
     assert box.BOX.vocab_blocks == ("bin",) and box.BOX.output_fields == ("box",)

@@ -3,9 +3,10 @@
 Imports only the standard library and ``ofasys``; torch, torchvision and PIL are imported inside the factories.
 
 IMAGE is a feature slot on the input side: its preprocessor yields a normalised pixel tensor and its adaptor
-(``image_resnet``, OFA's default, or ``image_patch``) embeds it as a 2-D grid of positions. Image *outputs*
-(``image_vqgan`` code generation) are not part of this release: an IMAGE slot right of ``->`` is refused when
-the instruction is planned.
+(``image_resnet``, OFA's default, or ``image_patch``) embeds it as a 2-D grid of positions. Image *outputs* are
+declared through the ``image_vqgan`` variants (discrete image codes in a ``code`` vocabulary block), so such
+instructions plan and ``ofasys explain`` shows them; this release does not build those components yet, and
+training or serving such a task stops with a PlanError naming the missing component.
 """
 
 from __future__ import annotations
@@ -16,19 +17,23 @@ from ofasys.hookspecs import hookimpl
 from ofasys.spec import Attribute, Metric, SlotType
 
 SLOT_TYPE = "IMAGE"
+VQGAN = "image_vqgan"  # declared image-code variants (generation, infilling); not built in this release
+INPUT_PREPROCESS = ("image",)
+INPUT_ADAPTORS = ("image_resnet", "image_patch")
 
 IMAGE = SlotType(
     name=SLOT_TYPE,
     kind="features",
-    sides=("encoder",),
+    token_variants=(VQGAN,),
     help="An image: a path, http(s) URL (fetched only when given), bytes, base64 string, PIL image or array. "
-         "Input only; boxes on it are BOX slots.",
+         "Boxes on it are BOX slots; as an output it needs preprocess=image_vqgan.",
     components={
-        "preprocess": ("image",),
-        "adaptor": ("image_resnet", "image_patch"),
+        "preprocess": ("image", VQGAN),
+        "adaptor": ("image_resnet", "image_patch", VQGAN),
+        "postprocess": (VQGAN,),
     },
-    output_fields=(),
-    vocab_blocks=(),
+    output_fields=("image",),
+    vocab_blocks=("code",),
     attributes=(
         Attribute("patch_image_size", "int", None,
                   "Side in pixels of the square the image is resized to (default by model size: nano 64, tiny/medium "
@@ -69,7 +74,7 @@ def ofasys_register_slot_types(register: Callable[..., None]) -> None:
 def ofasys_preprocess(slot: Any, ctx: Any) -> Any:
     """An :class:`~ofasys_image.preprocess.ImagePreprocessor` (its image size chosen by the model size unless
     ``patch_image_size`` is given)."""
-    if not _mine(slot, "preprocess", IMAGE.components["preprocess"]):
+    if not _mine(slot, "preprocess", INPUT_PREPROCESS):
         return None
     from .preprocess import ImagePreprocessor
 
@@ -79,7 +84,7 @@ def ofasys_preprocess(slot: Any, ctx: Any) -> Any:
 @hookimpl
 def ofasys_adapt(slot: Any, ctx: Any) -> Any:
     """The ``image_resnet`` or ``image_patch`` adaptor, sized for the model."""
-    if not _mine(slot, "adaptor", IMAGE.components["adaptor"]):
+    if not _mine(slot, "adaptor", INPUT_ADAPTORS):
         return None
     from .adaptors import build_adaptor
 
