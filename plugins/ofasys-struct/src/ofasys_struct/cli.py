@@ -28,17 +28,29 @@ class UsageError(Exception):
     """A command-line mistake: printed as ``error: ...`` with exit code 2."""
 
 
-def _find_task(model: Any, name: str | None) -> Any:
+def _is_text_to_sql(task: Any) -> bool:
+    """A task that takes a database: a STRUCT input read as one (``preprocess=database`` or ``question=``), or a
+    ``sql`` output next to a STRUCT input."""
     from .preprocess import database_columns
 
+    slots = task.plan.slots.values()
+    if any(s.type == "STRUCT" and s.side == "encoder" and (s.components.get("preprocess") == "database" or
+                                                          s.attrs.get("question")) for s in slots):
+        return True
+    return bool(database_columns(task.plan)) and any(
+        s.type == "STRUCT" and s.side == "decoder" and s.components.get("preprocess") == "sql" for s in slots)
+
+
+def _find_task(model: Any, name: str | None) -> Any:
     if name is not None:
         if name not in model.tasks:
             raise UsageError(f"the checkpoint has no task {name!r}; it has {', '.join(model.tasks)}")
         return model.tasks[name]
-    found = [t for t in model.tasks.values() if database_columns(t.plan)]
+    found = [t for t in model.tasks.values() if _is_text_to_sql(t)]
     if len(found) != 1:
-        what = "no task takes" if not found else "several tasks take"
-        raise UsageError(f"{what} a database in this checkpoint ({', '.join(model.tasks)}): name one with --task")
+        what = f"several tasks ({', '.join(t.name for t in found)}) take" if found else "no task takes"
+        raise UsageError(f"{what} a database in this checkpoint (it has {', '.join(model.tasks)}): "
+                         "name one with --task")
     return found[0]
 
 
