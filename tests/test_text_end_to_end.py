@@ -168,8 +168,11 @@ def test_ofasys_train_on_a_config_file_reproduces_the_python_run(trained, tmp_pa
     assert r.returncode == 0, r.stderr
     cli = losses(tmp_path / "run")
     python = [(h["step"], round(h["loss"], 6)) for h in trained["result"].history[:40]]
-    # same data order, same init, same dropout; lr schedule depends on max_steps only after warm-up
-    assert cli[:30] == python[:30]
+    # same data order, same init, same dropout masks; the lr schedule depends on max_steps only after warm-up.
+    # Two processes may run matmuls with different thread counts (earlier tests can change it), so the sums
+    # agree to float rounding, not bit for bit; a different batch, init or mask would differ by far more.
+    assert [s for s, _ in cli[:30]] == [s for s, _ in python[:30]]
+    assert [v for _, v in cli[:30]] == pytest.approx([v for _, v in python[:30]], rel=1e-5)
 
 
 def test_resume_after_kill_reproduces_the_uninterrupted_curve(tmp_path):
