@@ -18,7 +18,8 @@ def test_the_shop_database_is_a_real_sqlite_file_and_deterministic(tmp_path, sho
     counts = {t: run_query(shop_db, f"select count(*) from {t}").rows[0][0] for t in ("shops", "products", "orders")}
     assert counts == {"shops": 8, "products": 30, "orders": 120}
     # every shop sells something (join questions about a shop have an answer)
-    assert run_query(shop_db, "select count(*) from shops where id not in (select shop_id from products)").rows == [(0,)]
+    orphans = run_query(shop_db, "select count(*) from shops where id not in (select shop_id from products)")
+    assert orphans.rows == [(0,)]
 
 
 def test_text_to_sql_pairs_execute_and_cover_every_difficulty(shop_db):

@@ -44,7 +44,8 @@ def test_real_dataframe_if_pandas_is_installed():
 def test_table_title_uncased_and_cells():
     value = {"title": "Fruit", "header": ["Name", "Note"], "rows": [["Apple", "red | sweet"], ["Pear", None]]}
     assert linearize(value) == "title : Fruit col : Name | Note row 1 : Apple | red / sweet row 2 : Pear |"
-    assert linearize(value, uncased=True) == "title : fruit col : name | note row 1 : apple | red / sweet row 2 : pear |"
+    assert linearize(value, uncased=True) == \
+        "title : fruit col : name | note row 1 : apple | red / sweet row 2 : pear |"
 
 
 def test_table_round_trip_and_errors():

@@ -193,6 +193,9 @@ def test_postprocessor_parses_generated_text_back(vocab, make_slot, make_ctx):
         assert out["struct"] == expected, preprocess
         assert isinstance(out["text"], str)
     assert StructPostprocessor(make_slot(side="decoder"), vocab)([], {"row": {}}) == {"text": "", "struct": None}
+    post = pickle.loads(pickle.dumps(StructPostprocessor(make_slot(side="decoder", preprocess="sql"), vocab,
+                                                         database_column="db")))
+    assert post.database_column == "db" and post.variant == "sql"
 
 
 def test_sql_output_runs_the_query_on_the_rows_database(vocab, make_slot, make_ctx, shop_db):
@@ -237,6 +240,7 @@ def test_struct_and_sql_metrics(shop_db, monkeypatch):
     assert metrics.sql_exact_match([pred, "select name from shops"], [gold, gold]) == 50.0
     assert metrics.struct_exact_match([pred], [gold]) == 100.0
     assert metrics.execution_accuracy([pred, dict(pred, sql="select 1")], [gold, gold]) == 50.0
+    assert metrics.execution_accuracy([dict(pred, database=None)], [gold]) == 0.0  # nothing to run it on
     monkeypatch.delenv(metrics.DATABASE_ENV, raising=False)
     with pytest.warns(RuntimeWarning, match="needs a database"):
         assert metrics.execution_accuracy(["select 1"], [gold]) != metrics.execution_accuracy(["select 1"], [gold])

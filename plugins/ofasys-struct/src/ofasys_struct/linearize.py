@@ -34,7 +34,7 @@ import csv
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 KINDS = ("table", "triples", "database", "grid")
 BLANKS = (None, "", ".", "_", "0", 0)
@@ -552,8 +552,3 @@ def canonical(value: Any, kind: str | None = None) -> Any:
             return parse(value, kind)
     k = kind or detect_kind(value)
     return parse(linearize(value, k), k)
-
-
-def iter_cells(rows: Iterable[Sequence[Any]]) -> Iterable[Any]:
-    for r in rows:
-        yield from r

@@ -9,9 +9,10 @@ text); a reference is the row's value of the output column.
 * ``solved_rate``: sudoku solved (every row, column and box valid; every given of the reference kept).
 * ``sql_exact_match``: normalised SQL equality.
 * ``execution_accuracy``: the predicted query returns the gold query's rows on the database. The database is
-  the one a ``sql`` output ran the prediction on (``[STRUCT:sql,preprocess=sql]``); for a plain-text
-  prediction (``[TEXT:sql]``) it is ``$OFASYS_STRUCT_DATABASE``. Without either the metric cannot be computed:
-  it warns and returns NaN (use :func:`ofasys_struct.sql.execution_accuracy` with explicit databases).
+  the one a ``sql`` output ran the prediction on (``[STRUCT:sql,preprocess=sql]``; a row without a database
+  is a miss); for a plain-text prediction (``[TEXT:sql]``) it is ``$OFASYS_STRUCT_DATABASE``, and without it
+  the metric cannot be computed: it warns and returns NaN (use :func:`ofasys_struct.sql.execution_accuracy`
+  with explicit databases).
 """
 
 from __future__ import annotations
@@ -77,9 +78,13 @@ def execution_accuracy(predictions: Sequence[Any], references: Sequence[Any],
     fallback = os.environ.get(DATABASE_ENV) or None
     hits = 0
     for p, r in zip(predictions, references):
-        db = p.get("database") if isinstance(p, dict) else None
-        db = db or fallback
-        if db is None:
+        if isinstance(p, dict):  # a sql output: it ran on the row's database (or says why it could not)
+            db = p.get("database")
+            if db is None:
+                continue  # no database in the row: the query could not run, a miss
+        elif fallback is not None:
+            db = fallback
+        else:
             warnings.warn("execution_accuracy needs a database: use a sql output ([STRUCT:sql,preprocess=sql] with "
                           f"the database column of the row) or set {DATABASE_ENV}; returning NaN", RuntimeWarning,
                           stacklevel=2)
