@@ -1,9 +1,17 @@
 """Adaptors of the IMAGE slot: pixels -> a segment of image positions in the model width.
 
 Both adaptors return a :class:`~ofasys.model.adaptor.Segment` whose positions are the cells of a 2-D grid,
-with a learned 2-D absolute position embedding (OFA's ``embed_image_positions``: one row per grid cell of an
-``image_bucket_size`` x ``image_bucket_size`` table) and ``pos`` = (row, col) for the model's 2-D relative
-position bias (``bias_kind="image2d"``, ``bias_dims=2``: clamped 2-D offsets, as OFA's image bias).
+with a learned 2-D absolute position embedding (a row embedding plus a column embedding, each with
+``image_bucket_size`` entries; OFA uses one entry per cell of the bucket x bucket grid, the factorised form
+shares what a column means across rows and learns from less data) and ``pos`` = (row, col) for the model's 2-D
+relative position bias (``bias_kind="image2d"``, ``bias_dims=2``: clamped 2-D offsets, as OFA's image bias).
+
+Each cell's embedding is ``LayerNorm(content) + position`` with the position table initialised at unit scale,
+so content and absolute position start equally strong. OFA feeds image positions to every attention layer as
+a separate bias; this model adds them to the embeddings instead, and with the usual small position
+initialisation (std 0.02 against content of std ~0.5) a model trained from scratch takes thousands of updates
+to learn anything position-dependent (where an object is, which region a box names): measured on the shapes
+data, a nano model did not tell left from right in 500 updates, and does in about 150 with equal scales.
 
 * :class:`ImageResNetAdaptor` (``image_resnet``, OFA's default): stages 1-3 of a torchvision ResNet
   (1024 channels at stride 16), a linear projection to the model width.
@@ -24,6 +32,7 @@ from ofasys.model.adaptor import Adaptor, Segment
 
 from . import defaults
 
+POSITION_STD = 1.0  # same scale as the layer-normalised content (see the module docstring)
 RESNET_LAYERS = {"resnet50": [3, 4, 6, 3], "resnet101": [3, 4, 23, 3], "resnet152": [3, 8, 36, 3]}
 
 
@@ -38,8 +47,11 @@ class _GridAdaptor(Adaptor):
         super().__init__()
         self.bucket = int(bucket)
         self.stride = int(stride)
-        self.embed_positions = nn.Embedding(self.bucket * self.bucket, d_model)
-        nn.init.normal_(self.embed_positions.weight, 0.0, init_std)
+        self.content_norm = nn.LayerNorm(d_model)
+        self.embed_rows = nn.Embedding(self.bucket, d_model)
+        self.embed_cols = nn.Embedding(self.bucket, d_model)
+        for table in (self.embed_rows, self.embed_cols):  # their sum has POSITION_STD
+            nn.init.normal_(table.weight, 0.0, POSITION_STD / 2 ** 0.5)
 
     def features(self, pixels: Tensor) -> Tensor:  # pragma: no cover - interface
         """(N, 3, H, W) -> (N, D, h, w)."""
@@ -62,8 +74,9 @@ class _GridAdaptor(Adaptor):
         dev = feats.device
         rows = torch.arange(h, device=dev).view(h, 1).expand(h, w)
         cols = torch.arange(w, device=dev).view(1, w).expand(h, w)
-        idx = (rows * self.bucket + cols).reshape(-1)
-        embeds = feats.flatten(2).transpose(1, 2) + self.embed_positions(idx).unsqueeze(0).to(feats.dtype)
+        content = self.content_norm(feats.flatten(2).transpose(1, 2))
+        position = self.embed_rows(rows.reshape(-1)) + self.embed_cols(cols.reshape(-1))
+        embeds = content + position.unsqueeze(0).to(content.dtype)
         pos = torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=-1).unsqueeze(0).expand(n, h * w, 2)
         if hw is None:
             mask = torch.ones(n, h * w, dtype=torch.bool, device=dev)
