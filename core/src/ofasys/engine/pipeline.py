@@ -101,16 +101,6 @@ class TaskPipeline:
         return self.preprocessors[slot.key]
 
     # ------------------------------------------------------------------------------------ samples
-    def check_columns(self, columns: list[str], where: str, need_outputs: bool = True) -> None:
-        """Fail before training when a dataset lacks a column the instruction binds."""
-        needed = self.plan.input_columns() + (self.plan.output_columns() if need_outputs else [])
-        missing = [c for c in needed if c not in columns]
-        if missing:
-            slot = self.plan.slots[missing[0]]
-            raise DataError(f"task {self.name!r}: {where} has no column '{missing[0]}', which the slot "
-                            f"[{slot.type}:{missing[0]}] of the instruction\n  {self.plan.instruction}\nbinds. "
-                            f"Available columns: {', '.join(sorted(columns)) or 'none'}.")
-
     def make_sample(self, row: dict, split: str, rng: random.Random, with_target: bool = True) -> Sample:
         """Preprocess one row. Raises :class:`DataError` for a bad value (the caller counts and skips it)."""
         t_index = rng.randrange(len(self.plan.templates)) if len(self.plan.templates) > 1 and split == "train" else 0
