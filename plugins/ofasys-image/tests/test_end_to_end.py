@@ -117,7 +117,8 @@ def test_each_task_beats_its_stated_held_out_score(trained, task):
 
 def test_bad_training_rows_are_counted_reported_and_skipped(trained):
     bad = trained["result"].bad_samples["grounding"]
-    assert bad["bad"] >= 5 and bad["bad"] % 5 == 0  # the 5 bad rows, once per epoch
+    # the 5 bad rows are met once per epoch; training stops mid-epoch, so the count need not be a multiple of 5
+    assert 5 <= bad["bad"] < bad["seen"] / 2
     reasons = "\n".join(bad["examples"])
     for expected in ("no such image file", "could not be decoded", "must hold an image", "entirely outside",
                      "x1 < x0"):
