@@ -54,11 +54,18 @@ def test_task_rows_have_the_columns_of_their_instructions():
 
 
 def test_statements_and_answers_are_true_of_the_scene():
-    for r in D.shapes_task("entailment", 100, seed=2):
-        present = {f"{o['color']} {o['shape']}" for o in r["objects"]}
-        s = r["statement"]
-        if s.startswith("there is a "):
-            assert (s[len("there is a "):] in present) == (r["label"] == "yes")
+    for r in D.shapes_task("entailment", 200, seed=2):
+        objs = r["objects"]
+        s, yes = r["statement"], r["label"] == "yes"
+        words = s.split()
+        if s.endswith(" shape") and words[-2] in D.COLORS:
+            assert (words[-2] in {o["color"] for o in objs}) == yes, s
+        elif words[-1] in D.SHAPES and words[-2] in D.COLORS:
+            assert ((words[-2], words[-1]) in {(o["color"], o["shape"]) for o in objs}) == yes, s
+        elif words[-1] in D.SHAPES:
+            assert (words[-1] in {o["shape"] for o in objs}) == yes, s
+        else:
+            assert (D.NUMBER_WORDS.index(words[2]) == len(objs)) == yes, s
     for r in D.shapes_task("vqa", 100, seed=2):
         if r["question"] == "how many shapes are there?":
             assert r["answer"] == D.NUMBER_WORDS[len(r["objects"])]

@@ -42,3 +42,16 @@ def test_plan_of_a_grounding_instruction():
 def test_detection_plan_repeats_box_and_label():
     plan = build_plan("[IMAGE:img] what are the objects? -> ([BOX:boxes] [TEXT:labels])*")
     assert plan.slots["boxes"].group is not None and plan.slots["boxes"].group == plan.slots["labels"].group
+
+
+def test_image_generation_plans_but_stops_with_a_plan_error_naming_the_missing_component(tmp_path):
+    import pytest
+
+    from ofasys import GeneralistModel, Task, Trainer
+    from ofasys.errors import PlanError
+
+    t = Task(name="gen", instruction="draw [TEXT:prompt] -> [IMAGE:img,preprocess=image_vqgan]")
+    assert t.plan.slots["img"].kind == "tokens" and t.plan.slots["img"].vocab_blocks == ("code",)
+    t.add_dataset([{"prompt": "a red circle", "img": "x.png"}], "train")
+    with pytest.raises(PlanError, match="no installed plugin builds the preprocessor 'image_vqgan'"):
+        Trainer(max_steps=1, output_dir=str(tmp_path)).prepare(GeneralistModel("nano"), [t])

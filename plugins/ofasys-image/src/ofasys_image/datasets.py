@@ -118,19 +118,26 @@ def _vqa(scene: dict, rng: random.Random) -> tuple[str, str]:
 
 
 def _statement(scene: dict, rng: random.Random) -> tuple[str, str]:
+    """A statement about the scene and whether it holds ("yes"/"no"), true half of the time: a colour is
+    present, a shape is present, the number of shapes, or a (colour, shape) object is present."""
     objs = scene["objects"]
-    present = {(x["color"], x["shape"]) for x in objs}
-    kind = rng.choice(["exists", "count", "color"])
     truth = rng.random() < 0.5
+    kind = rng.choices(["color", "shape", "count", "object"], weights=[3, 3, 2, 2])[0]
+    label = "yes" if truth else "no"
+    colors = {o["color"] for o in objs}
+    shapes = {o["shape"] for o in objs}
+    if kind == "color":
+        pool = sorted(colors) if truth else sorted(set(COLORS) - colors)
+        if pool:
+            return f"there is a {rng.choice(pool)} shape", label
+    if kind == "shape" or kind == "color":
+        pool = sorted(shapes) if truth else sorted(set(SHAPES) - shapes)
+        if pool:
+            return f"there is a {rng.choice(pool)}", label
     if kind == "count":
         k = len(objs) if truth else rng.choice([m for m in range(1, 5) if m != len(objs)])
-        word = NUMBER_WORDS[k]
-        return f"there {'is' if k == 1 else 'are'} {word} shape{'' if k == 1 else 's'}", "yes" if truth else "no"
-    if kind == "color":
-        o = rng.choice(objs)
-        if sum(x["shape"] == o["shape"] for x in objs) == 1:
-            c = o["color"] if truth else rng.choice([c for c in COLORS if c != o["color"]])
-            return f"the {o['shape']} is {c}", "yes" if truth else "no"
+        return f"there {'is' if k == 1 else 'are'} {NUMBER_WORDS[k]} shape{'' if k == 1 else 's'}", label
+    present = {(x["color"], x["shape"]) for x in objs}
     if truth:
         o = rng.choice(objs)
         return f"there is a {_name(o)}", "yes"
@@ -145,11 +152,12 @@ def _png(img) -> bytes:
 
 
 def shapes_task(task: str, n: int, seed: int = 0, size: int = 64, max_objects: int | None = None,
-                as_png: bool = False) -> list[dict]:
+                as_png: bool = False, min_frac: float = 0.22, max_frac: float = 0.38) -> list[dict]:
     """``n`` rows of a shapes task (see the module docstring), deterministic by ``seed``.
 
-    ``max_objects`` defaults to 2 for ``caption`` and 3 otherwise. ``as_png`` stores images as PNG bytes instead
-    of PIL images. Each row also has ``objects`` (the scene's ground truth).
+    ``max_objects`` defaults to 2 for ``caption`` and 3 otherwise; shapes are ``min_frac``-``max_frac`` of the
+    image side. ``as_png`` stores images as PNG bytes instead of PIL images. Each row also has ``objects`` (the
+    scene's ground truth).
     """
     if task not in TASKS:
         raise ValueError(f"unknown shapes task {task!r}; tasks: {', '.join(TASKS)}")
@@ -158,7 +166,7 @@ def shapes_task(task: str, n: int, seed: int = 0, size: int = 64, max_objects: i
     rng = random.Random(f"{task}:{seed}")
     rows = []
     for _ in range(n):
-        scene = shapes_scene(rng, size, 1, top)
+        scene = shapes_scene(rng, size, 1, top, min_frac, max_frac)
         objs = scene["objects"]
         row: dict[str, Any] = {"img": _png(scene["image"]) if as_png else scene["image"], "objects": objs}
         if task == "caption":

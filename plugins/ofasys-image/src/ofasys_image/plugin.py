@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ofasys.hookspecs import hookimpl
-from ofasys.spec import Attribute, Metric, SlotType
+from ofasys.spec import Attribute, Metric, SlotType, VocabBlock
 
 SLOT_TYPE = "IMAGE"
+CODE_BLOCK_SIZE = 8192  # OFA's VQGAN codebook (f=8, 8192 codes)
 VQGAN = "image_vqgan"  # declared image-code variants (generation, infilling); not built in this release
 INPUT_PREPROCESS = ("image",)
 INPUT_ADAPTORS = ("image_resnet", "image_patch")
@@ -68,6 +69,14 @@ def _mine(slot: Any, stage: str, variants: tuple[str, ...]) -> bool:
 def ofasys_register_slot_types(register: Callable[..., None]) -> None:
     """Declare the IMAGE slot type."""
     register(IMAGE)
+
+
+@hookimpl
+def ofasys_register_vocab_blocks(register: Callable[..., None]) -> None:
+    """The ``code`` block (``<code>0`` ... ``<code>8191``) the declared ``image_vqgan`` output variants use. It
+    enters a model's vocabulary only when a task plans such a slot; its components are not built in this release,
+    so that task then stops with a PlanError naming the missing preprocessor."""
+    register(VocabBlock("code", tuple(str(i) for i in range(CODE_BLOCK_SIZE)), "image codes (image_vqgan)"))
 
 
 @hookimpl
