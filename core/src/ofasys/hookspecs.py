@@ -51,13 +51,16 @@ def ofasys_register_slot_types(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def ofasys_register_vocab_blocks(register: Callable[..., None]) -> None:
+def ofasys_register_vocab_blocks(register: Callable[..., None], names: "frozenset[str]") -> None:
     """Contribute blocks of the shared vocabulary (text BPE, box bins, image codes, phones).
 
-    Called when a vocabulary is built for a set of tasks; only blocks named by the planned slot types'
+    Called when a vocabulary is built for a set of tasks; only blocks named by the planned slots'
     ``vocab_blocks`` are used. Ids never depend on plugin load order: blocks are laid out sorted by name.
 
     :param register: ``register(block: VocabBlock)``.
+    :param names: the block names the vocabulary needs. A plugin whose blocks are generated from their name
+        (IMAGE's ``code<size>`` for a codebook of any size) registers those; fixed blocks may ignore it
+        (an implementation may leave this parameter out).
     :returns: nothing; all implementations are called.
     """
 

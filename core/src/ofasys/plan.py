@@ -247,10 +247,17 @@ class _Planner:
         if group is not None and column is None:
             raise InstructionError("a slot inside a repetition group needs a column holding a list", source,
                                    *slot.span)
+        blocks: tuple[str, ...] = ()
+        if kind == "tokens":
+            blocks = spec.vocab_blocks
+            if spec.vocab_blocks_for is not None:
+                try:
+                    blocks = tuple(spec.vocab_blocks_for(attrs))
+                except ValueError as exc:
+                    raise InstructionError(str(exc), source, *slot.span) from None
         return SlotPlan(key=column or f"{slot.type}@{side}", type=slot.type, side=side, column=column, attrs=attrs,
                         components=components, kind=kind, plugin=dist, version=version, group=group,
-                        output_fields=spec.output_fields,
-                        vocab_blocks=spec.vocab_blocks if kind == "tokens" else ())
+                        output_fields=spec.output_fields, vocab_blocks=blocks)
 
     def components(self, spec: SlotType, chosen: dict[str, str], slot: Slot, source: str) -> dict[str, str | None]:
         out: dict[str, str | None] = {}

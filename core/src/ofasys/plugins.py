@@ -329,15 +329,16 @@ class PluginManager:
         return dict(self._slot_types)
 
     # ------------------------------------------------------------------------------------------ typed facade
-    def _collect(self, hook: Callable[..., Any]) -> list[Any]:
+    def _collect(self, hook: Callable[..., Any], **kwargs: Any) -> list[Any]:
         out: list[Any] = []
-        hook(register=lambda item: out.append(item))
+        hook(register=lambda item: out.append(item), **kwargs)
         return out
 
     def vocab_blocks(self, names: Iterable[str]) -> list[VocabBlock]:
         """The vocabulary blocks with these names, from the loaded plugins."""
         wanted = set(names)
-        blocks = {b.name: b for b in self._collect(self.pm.hook.ofasys_register_vocab_blocks) if b.name in wanted}
+        blocks = {b.name: b for b in self._collect(self.pm.hook.ofasys_register_vocab_blocks, names=frozenset(wanted))
+                  if b.name in wanted}
         missing = wanted - set(blocks)
         if missing:
             raise PluginError(f"no loaded plugin provides the vocabulary block(s) {', '.join(sorted(missing))}")

@@ -82,6 +82,11 @@ class SlotType:
     STRUCT) and ``"features"`` when it yields continuous data embedded by an adaptor (IMAGE, AUDIO, VIDEO,
     MOTION). A variant may change the kind (``preprocess=image_vqgan`` turns IMAGE into code tokens); list such
     variants in ``token_variants``.
+
+    ``vocab_blocks_for(attrs) -> tuple of block names``, when given, replaces ``vocab_blocks`` for a planned
+    token slot: the block can then depend on an attribute (IMAGE's ``tokenizer`` names a codebook of any size and
+    the slot uses the block ``code<size>``, which the plugin registers on demand, see
+    ``ofasys_register_vocab_blocks``'s ``names``).
     """
 
     name: str
@@ -95,6 +100,9 @@ class SlotType:
     help: str = ""
     output_fields: tuple[str, ...] = ()  # what an inference output carries for this slot: "text", "box", ...
     vocab_blocks: tuple[str, ...] = ()  # names of the vocabulary blocks this slot type uses
+    # optional: the block names of one planned token slot from its typed attributes (a codebook whose size a
+    # user-trained tokenizer decides); pure Python, called at plan time; raise ValueError with a reason
+    vocab_blocks_for: Callable[[dict], tuple[str, ...]] | None = field(default=None, compare=False, repr=False)
 
     def kind_for(self, preprocess: str | None) -> str:
         if preprocess in self.token_variants:
