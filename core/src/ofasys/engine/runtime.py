@@ -172,17 +172,18 @@ class Runtime:
         task = self.tasks[batch.task]
         pipe = self.pipelines[batch.task]
         opts = {**task.generation, **{k: v for k, v in options.items() if v is not None}}
-        unknown = set(opts) - set(GENERATION_OPTIONS)
+        gen = self.generators[batch.task]
+        known = (*GENERATION_OPTIONS, *getattr(gen, "options", ()))  # a plugin generator's own (diffusion steps...)
+        unknown = set(opts) - set(known)
         if unknown:
             from ..errors import ConfigError
 
             raise ConfigError(f"unknown generation option(s) {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(GENERATION_OPTIONS)}")
+                              f"known: {', '.join(known)}")
         was_training = self.model.training
         self.model.eval()
         try:
             batch = batch.to(self.model.device)
-            gen = self.generators[batch.task]
             if gen is not None:
                 preds = gen.generate(self.model, batch, **opts)
                 out_slot = pipe.plan.outputs[0]

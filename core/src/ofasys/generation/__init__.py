@@ -19,7 +19,12 @@ class Generator:
     already computed :class:`ofasys.model.EncoderOut`), plus whatever the generator needs (``constraints`` for
     token outputs, ``meta``...). Token outputs use :class:`~ofasys.generation.sequence.TokenGenerator`
     (predictions: the best hypothesis' ids); feature outputs (speech, motion diffusion) subclass this.
+    ``options`` names the generation options this generator accepts besides the core's (``beam_size``,
+    ``max_len``, ``seed``...), e.g. a diffusion sampler's ``steps`` and ``guidance``: ``predict`` and
+    ``OFASys.inference`` pass them through instead of refusing them as unknown.
     """
+
+    options: tuple[str, ...] = ()
 
     def generate(self, model, batch, **options) -> list[Any]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -619,10 +619,15 @@ class GeneralistModel(nn.Module):
             x = x * self.embed_scale
         return self._decode(x, enc, cache)
 
-    def decode_embeds(self, embeds: Tensor, enc: EncoderOut, cache: DecoderCache | None = None) -> Tensor:
+    def decode_embeds(self, embeds: Tensor, enc: EncoderOut, cache: DecoderCache | None = None,
+                      causal: bool = True) -> Tensor:
         """Like :meth:`decode` with decoder input embeddings (N, T, D) supplied by an adaptor's ``embed_target``
-        (the decoder adds its positions and embedding LayerNorm, as for tokens)."""
-        return self._decode(embeds, enc, cache)
+        (the decoder adds its positions and embedding LayerNorm, as for tokens). ``causal=False`` lets every
+        position attend to every other one (non-autoregressive generators: a diffusion denoiser over a whole
+        clip); it cannot be combined with a cache."""
+        if not causal and cache is not None:
+            raise ValueError("non-causal decoding has no incremental cache")
+        return self._decode(embeds, enc, cache, causal)
 
     def logits(self, hidden: Tensor) -> Tensor:
         """Output logits (..., V) through the tied token embedding."""
@@ -632,7 +637,7 @@ class GeneralistModel(nn.Module):
         """Teacher-forced logits (B, T, V)."""
         return self.logits(self.decode(prev_tokens, self.encode(batch)))
 
-    def _self_bias(self, start: int, t: int, dev) -> Tensor:
+    def _self_bias(self, start: int, t: int, dev, causal: bool = True) -> Tensor:
         cfg = self.config
         mp = cfg.max_positions
         if start + t > mp:
@@ -642,11 +647,11 @@ class GeneralistModel(nn.Module):
         d = qpos.unsqueeze(1) - kpos.unsqueeze(0)
         b = self._lookup(cfg.token_bucket_size, dev)[d + (mp - 1)]
         bias = self.rel_bias["dec_tokens"].t()[:, b]  # (H, t, start + t)
-        if t > 1:
+        if t > 1 and causal:
             bias = bias.masked_fill(d < 0, float("-inf"))
         return bias.unsqueeze(0)
 
-    def _decode(self, x: Tensor, enc: EncoderOut, cache: DecoderCache | None) -> Tensor:
+    def _decode(self, x: Tensor, enc: EncoderOut, cache: DecoderCache | None, causal: bool = True) -> Tensor:
         cfg = self.config
         n, t, _ = x.shape
         nb = enc.hidden.size(0)
@@ -658,7 +663,7 @@ class GeneralistModel(nn.Module):
         x = self.dec_emb_ln(x)
         if self.training:
             x = F.dropout(x, cfg.dropout, True)
-        self_bias = self._self_bias(start, t, x.device)
+        self_bias = self._self_bias(start, t, x.device, causal)
         mem = enc.hidden
         if cache is not None and cache.cross_kv is not None:
             cross_kv, cross_mask = cache.cross_kv, cache.cross_mask
