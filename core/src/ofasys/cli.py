@@ -61,12 +61,18 @@ def main(version: bool = typer.Option(False, "--version", callback=_version_call
 @plugins_app.callback(invoke_without_command=True)
 def plugins(ctx: typer.Context,
             as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one object per distribution."),
-            requirements: bool = typer.Option(False, "--requirements", help="Print name==version lines.")):
-    """List installed plugin distributions, their slot types, hooks and load errors."""
+            requirements: bool = typer.Option(False, "--requirements", help="Print name==version lines."),
+            hook: Optional[str] = typer.Option(None, "--hook", metavar="NAME",
+                                               help="Show one hook: its signature, whether the first result wins, "
+                                                    "and which plugins implement it (e.g. --hook preprocess).")):
+    """List installed plugin distributions, their slot types, hooks, load errors and version conflicts."""
     if ctx.invoked_subcommand is not None:
         return
     from .plugins import get_manager
 
+    if hook is not None:
+        _show_hook(hook, as_json)
+        return
     infos = get_manager().plugin_infos()
     if as_json:
         typer.echo(json.dumps([p.to_json() for p in infos], indent=2))
@@ -75,18 +81,81 @@ def plugins(ctx: typer.Context,
         for p in infos:
             typer.echo(f"{p.name}=={p.version}")
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="ofasys plugins")
     for col in ("distribution", "version", "slot types", "hooks", "status"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for p in infos:
-        status = "[red]error: " + p.error + "[/red]" if p.error else "[green]ok[/green]"
+        if p.skipped:
+            status = "[yellow]skipped: " + escape(p.error or "") + "[/yellow]"
+        elif p.error:
+            status = "[red]error: " + escape(p.error) + "[/red]"
+        elif p.conflicts:
+            status = "[yellow]conflict: " + escape("; ".join(p.conflicts)) + "[/yellow]"
+        else:
+            status = "[green]ok[/green]"
         table.add_row(p.name, p.version, ", ".join(sorted(p.slot_types)),
                       ", ".join(h.replace("ofasys_", "") for h in sorted(p.hooks)), status)
     _console().print(table)
     if not infos:
         typer.echo('No plugins installed. Try: pip install "ofasys[all]"')
+
+
+def _show_hook(name: str, as_json: bool) -> None:
+    import inspect
+
+    from . import hookspecs
+    from .errors import did_you_mean
+    from .plugins import get_manager
+
+    specs = sorted(n for n in dir(hookspecs) if n.startswith("ofasys_"))
+    full = name if name.startswith("ofasys_") else "ofasys_" + name
+    if full not in specs:
+        sys.stderr.write(f"error: unknown hook {name!r}.{did_you_mean(full, specs)}\n"
+                         f"Hooks: {', '.join(specs)}\n")
+        raise typer.Exit(2)
+    fn = getattr(hookspecs, full)
+    firstresult = bool(getattr(fn, hookspecs.PROJECT + "_spec", {}).get("firstresult"))
+    signature = f"{full}({', '.join(inspect.signature(fn).parameters)})"
+    impls = get_manager().hook_implementations(full)
+    doc = inspect.getdoc(fn) or ""
+    if as_json:
+        typer.echo(json.dumps({"hook": full, "signature": signature, "firstresult": firstresult,
+                               "doc": doc, "implementations": impls}, indent=2))
+        return
+    typer.echo(signature)
+    typer.echo("  first non-None result wins" if firstresult else "  every implementation is called")
+    typer.echo("")
+    for line in doc.splitlines():
+        typer.echo("  " + line)
+    typer.echo("")
+    if not impls:
+        typer.echo("No installed plugin implements it.")
+        return
+    typer.echo(f"Implemented by ({'called in this order' if firstresult else 'all called'}):")
+    for i in impls:
+        where = f"{i['file']}:{i['line']}" if i["file"] else ""
+        typer.echo(f"  {i['distribution']} {i['version']}  {i['module']}.{i['function']}  {where}")
+
+
+@plugins_app.command("new")
+def plugins_new(name: str = typer.Argument(..., help="Distribution name of the new plugin, e.g. ofasys-timeseries."),
+                slot: str = typer.Option(..., "--slot", help="The slot type it provides, e.g. TIMESERIES."),
+                output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                                      help="Parent directory (default: the current one)."),
+                force: bool = typer.Option(False, "--force", help="Overwrite an existing directory.")):
+    """Write a complete, installable plugin package for a new slot type: pyproject with the entry point, the hooks
+    of a small working feature modality, a README and tests (the conformance suite included)."""
+    from .templates import render_plugin
+
+    try:
+        root = render_plugin(name, slot, output or Path.cwd(), force=force)
+    except OfasysError as err:
+        raise _fail(err)
+    typer.echo(f"wrote {root}")
+    typer.echo(f"next: pip install -e {root}  &&  pytest {root / 'tests'}")
 
 
 @plugins_app.command("show")

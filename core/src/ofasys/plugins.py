@@ -21,6 +21,11 @@ Environment variables:
     Resolves two distributions claiming one slot type: ``IMAGE=my-image-plugin,TEXT=ofasys-text``.
 ``OFASYS_STRICT_PLUGINS``
     ``1`` makes a plugin that fails to load raise at once instead of being isolated.
+
+Version ranges: a distribution whose requirements declare an ``ofasys`` range that excludes the installed core
+(``dependencies = ["ofasys>=0.3,<0.4"]`` with ofasys 0.1.0 installed) is skipped before anything is imported:
+``ofasys plugins`` lists it with the reason, and an instruction naming one of its slot types fails with the same
+message (:class:`PluginVersionError`).
 """
 
 from __future__ import annotations
@@ -57,6 +62,41 @@ def _env_list(name: str) -> list[str] | None:
     return [x.strip() for x in raw.split(",") if x.strip()]
 
 
+class PluginVersionError(PluginError):
+    """A plugin distribution declares an ``ofasys`` version range that excludes the installed core; it is skipped."""
+
+    exit_code = 2
+
+
+def core_requirement_conflict(requires: Iterable[str] | None, core_version: str | None = None) -> str | None:
+    """The ``ofasys`` specifier of a distribution's requirements when it excludes ``core_version`` (default: the
+    installed core), else ``None``. Requirements behind an extra (``ofasys[all]; extra == "x"``) do not count."""
+    if not requires:
+        return None
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    from . import __version__
+
+    try:
+        core = Version(core_version or __version__)
+    except InvalidVersion:  # pragma: no cover - our own version is valid
+        return None
+    for raw in requires:
+        try:
+            req = Requirement(raw)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) != "ofasys":
+            continue
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        if req.specifier and not req.specifier.contains(core, prereleases=True):
+            return str(req.specifier)
+    return None
+
+
 @dataclass
 class EntryPointInfo:
     """One ``ofasys.slots`` entry point, before or after loading."""
@@ -79,10 +119,24 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
     error: str | None = None
+    skipped: bool = False  # its ofasys range excludes the installed core: never imported
+    conflicts: list[str] = field(default_factory=list)  # unresolved claims of a slot type another distribution makes
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``error`` (a module failed to load), ``skipped`` (version conflict) or ``conflict``."""
+        if self.skipped:
+            return "skipped"
+        if self.error:
+            return "error"
+        if self.conflicts:
+            return "conflict"
+        return "ok"
 
     def to_json(self) -> dict:
         return {"name": self.name, "version": self.version, "slot_types": sorted(self.slot_types),
-                "hooks": sorted(self.hooks), "modules": sorted(self.modules), "error": self.error}
+                "hooks": sorted(self.hooks), "modules": sorted(self.modules), "error": self.error,
+                "status": self.status, "conflicts": list(self.conflicts)}
 
 
 def _format_error(exc: BaseException) -> str:
@@ -111,6 +165,9 @@ class PluginManager:
         self._slot_types: dict[str, tuple[SlotType, str, str]] = {}  # type -> (spec, dist, version)
         self._load_errors: dict[str, PluginError] = {}  # module name -> error
         self._owner: dict[str, str] = {}  # slot type -> module name that declared it
+        # distribution -> (version, slot types, error) of distributions skipped for their ofasys range
+        self._skipped: dict[str, tuple[str, list[str], PluginVersionError]] = {}
+        self._conflicts: dict[str, PluginConflictError] = {}  # slot type -> unresolved two-provider claim
         if os.environ.get("OFASYS_TRACE_PLUGINS"):
             self.pm.trace.root.setwriter(lambda s: sys.stderr.write(s))
             self.pm.enable_tracing()
@@ -134,6 +191,7 @@ class PluginManager:
             allow = _env_list("OFASYS_PLUGINS")
             block = set(_env_list("OFASYS_DISABLE_PLUGINS") or [])
             seen: set[tuple[str, str, str]] = set()
+            version_ok: dict[str, bool] = {}
             for ep in eps:
                 dist = getattr(ep, "dist", None)
                 dname = dist.metadata["Name"] if dist is not None else "unknown"
@@ -144,9 +202,36 @@ class PluginManager:
                 if key in seen:  # the same distribution seen twice on sys.path (symlinked lib64, ...)
                     continue
                 seen.add(key)
+                if dist is not None and dname not in version_ok:
+                    version_ok[dname] = self._check_core_version(dist, dname, dver)
+                if not version_ok.get(dname, True):
+                    self._skipped[dname][1].append(ep.name)
+                    continue
                 found.setdefault(ep.name, []).append(EntryPointInfo(ep.name, ep.value.split(":")[0], dname, dver))
             self._eps = found
             return found
+
+    def _check_core_version(self, dist: Any, dname: str, dver: str) -> bool:
+        try:
+            requires = dist.requires
+        except Exception:  # unreadable metadata: let the import decide
+            return True
+        spec = core_requirement_conflict(requires)
+        if spec is None:
+            return True
+        from . import __version__
+
+        err = PluginVersionError(
+            f"plugin {dname} {dver} requires ofasys{spec}, but ofasys {__version__} is installed; it was skipped. "
+            f"Install a release of {dname} made for ofasys {__version__} (pip install -U {dname}), or an ofasys "
+            f"in {spec}.", distribution=dname)
+        self._skipped[dname] = (dver, [], err)
+        return False
+
+    def skipped(self) -> dict[str, PluginVersionError]:
+        """Distributions skipped because their ``ofasys`` range excludes the installed core, with the reason."""
+        self._discover()
+        return {d: v[2] for d, v in self._skipped.items()}
 
     def available_slot_types(self) -> list[str]:
         """Slot types some installed distribution claims (loaded or not)."""
@@ -255,6 +340,9 @@ class PluginManager:
                 return self._slot_types[slot_type]
             candidates = self._discover().get(slot_type)
             if not candidates:
+                for _, types, err in self._skipped.values():
+                    if slot_type in types:
+                        raise err
                 raise KeyError(slot_type)
             info = self._choose(slot_type, candidates)
             self._load_module(info)
@@ -266,13 +354,34 @@ class PluginManager:
             return self._slot_types[slot_type]
 
     def load_all(self) -> None:
-        """Import every discovered plugin module (for listing); failures are recorded, not raised."""
+        """Import every discovered plugin module (for listing); failures are recorded, not raised.
+
+        A slot type two distributions claim loads only the one ``OFASYS_PREFER`` chooses; unresolved, neither
+        is loaded and the conflict is recorded (see :meth:`conflicts`)."""
         for slot_type, candidates in sorted(self._discover().items()):
+            if len({c.distribution for c in candidates}) > 1:
+                try:
+                    candidates = [self._choose(slot_type, candidates)]
+                except PluginConflictError as err:
+                    self._conflicts[slot_type] = err
+                    continue
             for info in candidates:
                 try:
                     self._load_module(info)
                 except PluginError:
                     pass
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """Slot types claimed by more than one distribution and not resolved by ``OFASYS_PREFER``."""
+        out: dict[str, list[str]] = {}
+        for slot_type, candidates in self._discover().items():
+            dists = sorted({c.distribution for c in candidates})
+            if len(dists) > 1:
+                try:
+                    self._choose(slot_type, candidates)
+                except PluginConflictError:
+                    out[slot_type] = dists
+        return out
 
     def missing_slot_type_message(self, slot_type: str) -> tuple[str, str]:
         """(message, hint) for a slot type nobody provides."""
@@ -291,6 +400,10 @@ class PluginManager:
         except KeyError:
             msg, hint = self.missing_slot_type_message(name)
             raise InstructionError(msg, instruction, span[0], span[1], hint) from None
+        except PluginVersionError as err:
+            raise InstructionError(f"the plugin for slot type {name} was skipped: {err}", instruction, span[0],
+                                   span[1], hint=f"Or disable it with OFASYS_DISABLE_PLUGINS={err.distribution}."
+                                   ) from err
         except PluginError as err:
             raise InstructionError(f"the plugin for slot type {name} is broken: {_format_error(err)}",
                                    instruction, span[0], span[1],
@@ -323,7 +436,39 @@ class PluginManager:
             for hc in self.pm.get_hookcallers(plugin) or []:
                 if hc.name not in pi.hooks:
                     pi.hooks.append(hc.name)
+        for dist, (ver, types, err) in self._skipped.items():
+            pi = infos.setdefault(dist, PluginInfo(dist, ver))
+            pi.skipped = True
+            pi.error = str(err)
+            pi.slot_types = sorted(set(pi.slot_types) | set(types))
+        for slot_type, dists in sorted(self.conflicts().items()):
+            for dist in dists:
+                others = " and ".join(d for d in dists if d != dist)
+                infos[dist].conflicts.append(
+                    f"slot type {slot_type} is also claimed by {others}; neither is loaded until you choose one "
+                    f"with OFASYS_PREFER={slot_type}=<distribution> or disable one with "
+                    f"OFASYS_DISABLE_PLUGINS=<distribution>")
         return sorted(infos.values(), key=lambda p: p.name)
+
+    def hook_implementations(self, hook: str) -> list[dict]:
+        """Who implements ``hook`` (loads all plugins): one dict per implementation with its distribution,
+        module, function and source location, in call order (pluggy calls the last registered first)."""
+        self.load_all()
+        caller = getattr(self.pm.hook, hook, None)
+        if caller is None:
+            raise KeyError(hook)
+        out = []
+        names = {id(p): n for n, p in self._modules.items()}
+        for impl in reversed(caller.get_hookimpls()):
+            mname = names.get(id(impl.plugin), getattr(impl.plugin, "__name__", repr(impl.plugin)))
+            dist, ver = self._module_dist.get(mname, ("unknown", ""))
+            fn = impl.function
+            code = getattr(fn, "__code__", None)
+            out.append({"distribution": dist, "version": ver, "module": mname,
+                        "function": getattr(fn, "__qualname__", getattr(fn, "__name__", repr(fn))),
+                        "file": code.co_filename if code else None, "line": code.co_firstlineno if code else None,
+                        "tryfirst": impl.tryfirst, "trylast": impl.trylast})
+        return out
 
     def slot_types(self) -> dict[str, tuple[SlotType, str, str]]:
         return dict(self._slot_types)
