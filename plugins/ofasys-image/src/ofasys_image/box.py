@@ -83,3 +83,13 @@ def ofasys_register_metrics(register: Callable[..., None]) -> None:
     register(Metric("map50", metrics.map50, for_types=(SLOT_TYPE,),
                     help="Detection AP at IoU 0.5 (COCO 101-point interpolation), averaged over classes when "
                          "predictions and references carry labels; 0-100."))
+
+
+@hookimpl
+def ofasys_register_demo_tasks(register: Callable[..., None]) -> None:
+    """The image plugin's ``ofasys demo`` tasks (``ofasys_image.demo``): shapes grounding, whose gallery draws the
+    predicted boxes with ``save_box``, and shapes captioning. Registered here, once for both slot types."""
+    from .demo import demo_tasks
+
+    for task in demo_tasks():
+        register(task)
