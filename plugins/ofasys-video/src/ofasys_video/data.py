@@ -32,10 +32,13 @@ QUESTIONS = {
 }
 BACKGROUND = (36, 36, 44)
 FPS = 8
+COLOUR_NAMES = ("blue", "green", "red", "yellow")  # the keys of ofasys_image.datasets.COLORS
+SHAPE_NAMES = ("circle", "square", "triangle")  # ofasys_image.datasets.SHAPES
+QA_ANSWERS = SHAPE_NAMES + DIRECTIONS + COLOUR_NAMES + EVENTS
 INSTRUCTIONS = {
-    "direction": "[VIDEO:clip] which way does the shape move? -> [TEXT:direction,closed_set]",
+    "direction": f'[VIDEO:clip] which way does the shape move? -> [TEXT:direction,closed_set="{"|".join(DIRECTIONS)}"]',
     "caption": "[VIDEO:clip] what does the video show? -> [TEXT:caption]",
-    "qa": "[VIDEO:clip] [TEXT:question] -> [TEXT:answer,closed_set]",
+    "qa": f'[VIDEO:clip] [TEXT:question] -> [TEXT:answer,closed_set="{"|".join(QA_ANSWERS)}"]',
 }
 METRICS = {"direction": "accuracy", "caption": "cider", "qa": "accuracy"}
 
