@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -93,7 +94,10 @@ def core_requirement_conflict(requires: Iterable[str] | None, core_version: str 
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
         if req.specifier and not req.specifier.contains(core, prereleases=True):
-            return str(req.specifier)
+            # as the author wrote it (packaging sorts the clauses)
+            written = raw.split(";")[0].strip()[len(req.name):].strip()
+            written = re.sub(r"^\[[^\]]*\]", "", written).strip().strip("()").replace(" ", "")
+            return written or str(req.specifier)
     return None
 
 
