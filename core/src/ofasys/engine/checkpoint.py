@@ -105,9 +105,9 @@ def load_model_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], 
     module.load_state_dict(tensors, strict=False)
 
 
-def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state dict into tensors (safetensors) and plain JSON."""
-    sd = opt.state_dict()
+def optimizer_to_tensors(opt: torch.optim.Optimizer, sd: dict | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state dict (``opt.state_dict()`` unless given) into tensors (safetensors) and JSON."""
+    sd = sd if sd is not None else opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for pid, st in sd["state"].items():
@@ -119,13 +119,18 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Te
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict,
+                           place=None) -> None:
+    """Load what :func:`optimizer_to_tensors` wrote; ``place(opt, state)`` lays full tensors out like sharded
+    parameters (FSDP)."""
     state: dict[int, dict[str, Any]] = {}
     for key, val in tensors.items():
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = val
     for pid, sc in meta.get("scalars", {}).items():
         state.setdefault(int(pid), {}).update(sc)
+    if place is not None:
+        state = place(opt, state)
     try:
         opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     except (ValueError, KeyError) as exc:

@@ -21,6 +21,7 @@ A run config (TOML or YAML)::
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,8 @@ def train_from_config(config: Path, output: Path | None = None, max_steps: int |
     trainer = Trainer(**settings)
     model = _model_from_config(data)
     result = trainer.fit(model, tasks)
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun only rank 0 reports
+        return
     con = Console(stderr=False, highlight=False)
     _print_metrics(con, result.metrics)
     for name, b in result.bad_samples.items():

@@ -154,44 +154,61 @@ class TaskDataset:
 class EpochBatchSampler:
     """Infinite stream of batches of ``(epoch, index)`` keys; shuffled per epoch by (seed, task).
 
-    ``start`` skips that many batches (resume). With ``shuffle=False`` the order is the dataset order and the
-    stream ends after one epoch (evaluation). ``rank``/``world`` take a disjoint shard of every epoch.
+    The *global* stream is epoch 0's batches, then epoch 1's, ...; with ``world`` ranks, rank ``r`` takes global
+    batches ``start + r``, ``start + world + r``, ... So at every update the ranks hold consecutive global batches,
+    whatever the number of ranks: ``N`` ranks and one process accumulating ``N`` micro-batches see the same
+    batches, and a run can resume with another number of ranks from the global position ``start``.
+    With ``shuffle=False`` the order is the dataset order and the stream ends after one epoch (evaluation).
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, name: str, shuffle: bool = True, start: int = 0,
-                 rank: int = 0, world: int = 1, drop_last: bool = False):
+                 rank: int = 0, world: int = 1, drop_last: bool = False, lengths: Any = None,
+                 bucket_batches: int = 0):
         if n == 0:
             raise DataError(f"task {name!r}: the dataset is empty")
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside a world of {world}")
         self.n, self.batch_size, self.seed, self.name = n, batch_size, seed, name
         self.shuffle, self.start, self.rank, self.world, self.drop_last = shuffle, start, rank, world, drop_last
+        self.lengths, self.bucket_batches = lengths, bucket_batches
+        self._cache: tuple[int, list] | None = None
 
     def _epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
         order = list(range(self.n))
+        rnd = random.Random(_stable_seed(self.seed, self.name, epoch))
         if self.shuffle:
-            random.Random(_stable_seed(self.seed, self.name, epoch)).shuffle(order)
-        if self.world > 1:
-            per = len(order) // self.world if self.shuffle else -(-len(order) // self.world)
-            order = order[self.rank::self.world][:per] if self.shuffle else order[self.rank::self.world]
-        out = [[(epoch, i) for i in order[k:k + self.batch_size]] for k in range(0, len(order), self.batch_size)]
-        if self.drop_last and out and len(out[-1]) < self.batch_size and len(out) > 1:
+            rnd.shuffle(order)
+        bs = self.batch_size
+        if self.shuffle and self.lengths is not None and self.bucket_batches > 1:
+            # length bucketing: sort windows of `bucket_batches` batches by length, cut them into batches and
+            # shuffle the batches, so a batch holds samples of similar length (less padding) and the order of
+            # lengths stays random
+            win = bs * self.bucket_batches
+            batches = []
+            for k in range(0, len(order), win):
+                chunk = sorted(order[k:k + win], key=lambda i: self.lengths[i])
+                batches.extend(chunk[j:j + bs] for j in range(0, len(chunk), bs))
+            rnd.shuffle(batches)
+        else:
+            batches = [order[k:k + bs] for k in range(0, len(order), bs)]
+        out = [[(epoch, i) for i in b] for b in batches]
+        if self.drop_last and out and len(out[-1]) < bs and len(out) > 1:
             out.pop()
+        self._cache = (epoch, out)
         return out
 
     def __iter__(self):
-        skip = self.start
-        epoch = 0
+        if not self.shuffle:  # evaluation: one pass, this rank's share
+            yield from self._epoch_batches(0)[self.rank::self.world]
+            return
+        per_epoch = len(self._epoch_batches(0))
+        g = self.start + self.rank
         while True:
-            batches = self._epoch_batches(epoch)
-            if skip >= len(batches) and self.shuffle:
-                skip -= len(batches)
-                epoch += 1
-                continue
-            for b in batches[skip:]:
-                yield b
-            skip = 0
-            if not self.shuffle:
-                return
-            epoch += 1
+            epoch, k = divmod(g, per_epoch)
+            yield self._epoch_batches(epoch)[k]
+            g += self.world
 
 
 class StreamingDataset(_TorchIterable):
@@ -250,8 +267,14 @@ class _Collate:
 
 def make_loader(source: DataSource, pipeline, split: str, batch_size: int, seed: int, *, shuffle: bool = True,
                 start: int = 0, num_workers: int = 0, rank: int = 0, world: int = 1, pin_memory: bool = False,
-                prefetch_factor: int | None = None):
-    """A DataLoader yielding ``(Batch | None, [BadSample])`` forever (training) or once over the data (eval)."""
+                prefetch_factor: int | None = None, bucket_batches: int = 0, multiprocessing_context: str | None = None):
+    """A DataLoader yielding ``(Batch | None, [BadSample])`` forever (training) or once over the data (eval).
+
+    ``start`` is the global batch position (see :class:`EpochBatchSampler`); ``rank``/``world`` take this rank's
+    share. ``num_workers`` preprocess in worker processes (``multiprocessing_context="spawn"`` starts them fresh:
+    the pipeline is pickled and plugins are imported again inside the worker). ``bucket_batches`` > 1 groups
+    samples of similar length (see :func:`row_length`) to cut padding.
+    """
     import torch
 
     # a private generator: creating an iterator must not draw from the global RNG (dropout), or a resumed run
@@ -263,14 +286,35 @@ def make_loader(source: DataSource, pipeline, split: str, batch_size: int, seed:
         kwargs["persistent_workers"] = False
         if prefetch_factor:
             kwargs["prefetch_factor"] = prefetch_factor
+        if multiprocessing_context:
+            kwargs["multiprocessing_context"] = multiprocessing_context
         kwargs["worker_init_fn"] = _worker_init
     if source.is_iterable:
         ds = StreamingDataset(source, pipeline, split, seed, batch_size, start=start, loop=shuffle, rank=rank,
                               world=world)
         return DataLoader(ds, batch_size=None, **kwargs)
+    lengths = None
+    if bucket_batches > 1 and shuffle:
+        lengths = [row_length(source.row(i)) for i in range(len(source))]
     sampler = EpochBatchSampler(len(source), batch_size, seed, pipeline.name, shuffle=shuffle, start=start,
-                                rank=rank, world=world)
+                                rank=rank, world=world, lengths=lengths, bucket_batches=bucket_batches)
     return DataLoader(TaskDataset(source, pipeline, split, seed), batch_sampler=sampler, **kwargs)
+
+
+def row_length(row: Any) -> int:
+    """A cheap length proxy of a raw row for bucketing: characters of strings, items of lists, elements of
+    arrays (bytes, images given as paths and other values count alike, so they do not split buckets)."""
+    if not isinstance(row, dict):
+        return 0
+    total = 0
+    for v in row.values():
+        if isinstance(v, str):
+            total += len(v)
+        elif isinstance(v, (list, tuple)):
+            total += sum(len(x) if isinstance(x, str) else 1 for x in v)
+        elif hasattr(v, "shape") and hasattr(v, "size") and not callable(v.size):
+            total += int(v.size)
+    return total
 
 
 def _worker_init(worker_id: int) -> None:

@@ -70,6 +70,10 @@ class TrainerConfig:
     bf16: bool | None = None  # None: on when the device is CUDA with bf16 support
     num_workers: int = 0
     pin_memory: bool | None = None
+    prefetch_factor: int | None = None  # batches each worker prepares ahead (DataLoader default 2)
+    worker_start: str | None = None  # None: the platform's default; "spawn": fresh worker processes
+    bucket_batches: int = 0  # >1: batch samples of similar length together, windows of this many batches
+    distributed: str = "auto"  # auto | none | ddp | fsdp (auto: ddp when launched by torchrun with N > 1)
     max_bad_fraction: float = 0.05
     min_samples_for_bad_check: int = 50
     progress: bool | None = None  # None: a live progress bar only on a terminal
@@ -88,6 +92,12 @@ class TrainerConfig:
             raise ConfigError("max_steps and accum_steps must be at least 1")
         if self.temperature <= 0:
             raise ConfigError("temperature must be positive")
+        from .distributed import MODES
+
+        if self.distributed not in MODES:
+            raise ConfigError(f"unknown distributed mode {self.distributed!r}; use one of {', '.join(MODES)}")
+        if self.worker_start not in (None, "fork", "spawn", "forkserver"):
+            raise ConfigError(f"worker_start must be fork, spawn or forkserver, not {self.worker_start!r}")
 
 
 @dataclass
@@ -100,6 +110,7 @@ class FitResult:
     checkpoint: str | None = None
     bad_samples: dict[str, dict] = field(default_factory=dict)
     skipped_updates: list[dict] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)  # data_s, compute_s, data_fraction over the run
 
 
 class Trainer:
@@ -123,10 +134,12 @@ class Trainer:
         self.runtime: Runtime | None = None
 
     # ------------------------------------------------------------------------------------------ set-up
-    def _device(self) -> torch.device:
+    def _device(self, env=None) -> torch.device:
         dev = torch.device(self.config.device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' requested but CUDA is not available")
+        if dev.type == "cuda" and env is not None and env.enabled and dev.index is None:
+            dev = torch.device("cuda", env.local_rank)
         return dev
 
     def prepare(self, model, tasks: list[Task], manager=None) -> Runtime:
@@ -177,30 +190,49 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ fit
     def fit(self, model, tasks: list[Task], manager=None) -> FitResult:
+        from . import distributed as D
+
         c = self.config
         if c.threads:
             torch.set_num_threads(c.threads)
+        env = D.DistEnv.from_environment(c.device)
+        mode = D.resolve_mode(c.distributed, env)
+        if mode == "fsdp" and c.ema_decay:
+            raise ConfigError("ema_decay is not supported with distributed='fsdp'; use ddp or turn EMA off")
+        self.env, self.mode = env, mode
         runtime = self.prepare(model, tasks, manager)
-        device = self._device()
+        device = self._device(env)
         model.to(device)
         model.train()
+        if c.compile:
+            _compile_layers(model)
         use_bf16 = c.bf16 if c.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
-        opt = self._optimizer(model)
-        ema = _EMA(model, c.ema_decay) if c.ema_decay else None
         out_dir = Path(c.output_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if env.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        env.barrier()
         state = {"step": 0, "positions": {t.name: 0 for t in tasks}, "history": [], "bad": {},
                  "skipped": [], "sched_rng": None}
+        resume_from = None
         if c.resume and (out_dir / "checkpoint").exists():
-            state = self._resume(out_dir, model, opt, ema, tasks, state)
+            resume_from = self._load_weights(out_dir, model, tasks)  # before wrapping: full tensors
+        wrapped = D.wrap(runtime, mode, env, device)
+        opt = self._optimizer(model)
+        ema = _EMA(model, c.ema_decay) if c.ema_decay else None
+        if resume_from is not None:
+            state = self._resume(resume_from, opt, ema, state)
+        if env.enabled and env.rank > 0:  # distinct dropout masks per rank; rank 0 keeps the single-process stream
+            torch.manual_seed((torch.initial_seed() + 7919 * env.rank) % (2 ** 63))
         sched_rng = random.Random(c.seed * 7919 + 17)
         if state.get("sched_rng") is not None:
             sched_rng.setstate(_tuple_state(state["sched_rng"]))
+        pin = bool(c.pin_memory) if c.pin_memory is not None else device.type == "cuda"
         loaders = {t.name: iter(make_loader(t.datasets["train"], runtime.pipelines[t.name], "train",
                                             t.micro_batch_size, c.seed, shuffle=True,
                                             start=state["positions"][t.name], num_workers=c.num_workers,
-                                            pin_memory=bool(c.pin_memory) if c.pin_memory is not None
-                                            else device.type == "cuda"))
+                                            rank=env.rank, world=env.world, pin_memory=pin,
+                                            prefetch_factor=c.prefetch_factor, bucket_batches=c.bucket_batches,
+                                            multiprocessing_context=c.worker_start if c.num_workers else None))
                    for t in tasks}
         sizes = {t.name: (len(t.datasets["train"]) if not t.datasets["train"].is_iterable else 1) for t in tasks}
         bad = {t.name: {"seen": 0, "bad": 0, "examples": []} for t in tasks}
@@ -209,12 +241,14 @@ class Trainer:
                 bad[name].update(b)
         history: list[dict] = list(state["history"])
         skipped: list[dict] = list(state.get("skipped", []))
-        logf = _open_log(out_dir / "log.jsonl", state["step"])
-        tb = _tensorboard(out_dir) if c.tensorboard else None
-        progress = _Progress(c.max_steps, state["step"], enabled=c.progress if c.progress is not None
-                             else sys.stderr.isatty())
+        logf = _open_log(out_dir / "log.jsonl", state["step"]) if env.is_main else _NullLog()
+        tb = _tensorboard(out_dir) if c.tensorboard and env.is_main else None
+        progress = _Progress(c.max_steps, state["step"], enabled=env.is_main and (
+            c.progress if c.progress is not None else sys.stderr.isatty()))
         metrics: dict[str, dict[str, float]] = {}
         step = state["step"]
+        total_data = total_compute = 0.0
+        path = None
         try:
             while step < c.max_steps:
                 lr = self._lr_at(step)
@@ -225,38 +259,52 @@ class Trainer:
                 rec: dict[str, Any] = {"step": step + 1, "lr": lr, "tasks": {}}
                 t_data = t_compute = 0.0
                 finite = True
+                new_bad = {name: [0, 0] for name in task_names}  # this update's (seen, bad) on this rank
+                n_micro = len(task_names) * c.accum_steps
+                k = 0
                 for name in task_names:
                     task = runtime.tasks[name]
+                    if env.enabled:  # every rank reports every task of the update (one all-reduce below)
+                        rec["tasks"].setdefault(name, {"loss": 0.0, "tokens": 0})
                     for _ in range(c.accum_steps):
+                        k += 1
                         t0 = time.perf_counter()
                         batch, bads = next(loaders[name])
-                        state["positions"][name] += 1
+                        state["positions"][name] += env.world
                         t1 = time.perf_counter()
                         t_data += t1 - t0
-                        self._count_bad(bad[name], bads, batch, name)
-                        if batch is None:
+                        self._count_bad(bad[name], new_bad[name], bads, batch, name)
+                        if batch is None and not env.enabled:
                             continue
-                        batch = batch.to(device, non_blocking=True)
-                        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                            loss, logging_out = runtime.loss(batch)
-                        loss = loss * task.weight / c.accum_steps
-                        if not torch.isfinite(loss):
-                            finite = False
-                            skipped.append({"step": step + 1, "task": name, "loss": float(loss.detach())})
-                            log.warning("step %d: task %r produced a non-finite loss (%s); the update is skipped",
-                                        step + 1, name, float(loss.detach()))
-                            break
-                        loss.backward()
+                        if batch is not None:
+                            batch = batch.to(device, non_blocking=True)
+                        with D.gradient_sync(wrapped, mode, sync=k == n_micro):
+                            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                                loss, logging_out = wrapped(batch)
+                            loss = loss * task.weight / c.accum_steps
+                            if not torch.isfinite(loss):
+                                finite = False
+                                skipped.append({"step": step + 1, "task": name, "loss": float(loss.detach())})
+                                log.warning("step %d: task %r produced a non-finite loss (%s); the update is "
+                                            "skipped", step + 1, name, float(loss.detach()))
+                                if not env.enabled:
+                                    break
+                            # with several ranks a non-finite loss still runs backward: every rank must join the
+                            # gradient reduction, and the non-finite norm then skips the update on all of them
+                            loss.backward()
                         t_compute += time.perf_counter() - t1
-                        tr = rec["tasks"].setdefault(name, {"loss": 0.0, "tokens": 0})
-                        tr["loss"] += float(loss.detach()) / task.weight if task.weight else 0.0
-                        tr["tokens"] += int(logging_out.get("ntokens", logging_out.get("sample_size", 0)))
-                    if not finite:
+                        if batch is not None:
+                            tr = rec["tasks"].setdefault(name, {"loss": 0.0, "tokens": 0})
+                            tr["loss"] += float(loss.detach()) / task.weight if task.weight else 0.0
+                            tr["tokens"] += int(logging_out.get("ntokens", logging_out.get("sample_size", 0)))
+                    if not finite and not env.enabled:
                         break
-                if finite:
+                if finite or env.enabled:
                     t2 = time.perf_counter()
                     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
                                                            c.clip_norm if c.clip_norm > 0 else float("inf"))
+                    if hasattr(gnorm, "full_tensor"):
+                        gnorm = gnorm.full_tensor()
                     if torch.isfinite(gnorm):
                         opt.step()
                         if ema is not None:
@@ -267,8 +315,24 @@ class Trainer:
                     rec["grad_norm"] = float(gnorm)
                     t_compute += time.perf_counter() - t2
                 opt.zero_grad(set_to_none=True)
+                if env.enabled:  # the logged losses and the bad-sample counts are those of the global batch
+                    names = list(dict.fromkeys(task_names))
+                    vals = env.all_reduce_sum([rec["tasks"][n]["loss"] for n in names]
+                                              + [rec["tasks"][n]["tokens"] for n in names]
+                                              + [v for n in task_names for v in new_bad[n]], device)
+                    for i, n in enumerate(names):
+                        rec["tasks"][n]["loss"] = vals[i] / env.world
+                        rec["tasks"][n]["tokens"] = int(vals[len(names) + i])
+                    off = 2 * len(names)
+                    for i, n in enumerate(task_names):
+                        bad[n]["seen"] += int(vals[off + 2 * i]) - new_bad[n][0]
+                        bad[n]["bad"] += int(vals[off + 2 * i + 1]) - new_bad[n][1]
+                for n in task_names:
+                    self._check_bad(bad[n], n)
                 rec["loss"] = sum(v["loss"] for v in rec["tasks"].values())
                 rec["data_s"], rec["compute_s"] = round(t_data, 5), round(t_compute, 5)
+                total_data += t_data
+                total_compute += t_compute
                 step += 1
                 state["step"] = step
                 history.append({"step": step, "loss": rec["loss"], "tasks": {k: v["loss"] for k, v in
@@ -276,16 +340,17 @@ class Trainer:
                 logf.write(json.dumps(rec) + "\n")
                 if tb is not None:
                     tb.add_scalar("train/loss", rec["loss"], step)
-                    for k, v in rec["tasks"].items():
-                        tb.add_scalar(f"train/{k}/loss", v["loss"], step)
+                    tb.add_scalar("train/data_fraction", t_data / max(t_data + t_compute, 1e-9), step)
+                    for k_, v in rec["tasks"].items():
+                        tb.add_scalar(f"train/{k_}/loss", v["loss"], step)
                 progress.update(step, rec)
                 if c.eval_every and step % c.eval_every == 0 and step < c.max_steps:
-                    metrics = self._eval(runtime, tasks, ema, step, logf, tb)
+                    metrics = self._eval(runtime, tasks, ema, step, logf, tb, wrapped)
                 if c.save_every and step % c.save_every == 0 and step < c.max_steps:
                     state["sched_rng"] = list(sched_rng.getstate())
                     self._save(out_dir, runtime, opt, ema, state, history, bad, skipped)
             state["sched_rng"] = list(sched_rng.getstate())
-            metrics = self._eval(runtime, tasks, ema, step, logf, tb) if any(
+            metrics = self._eval(runtime, tasks, ema, step, logf, tb, wrapped) if any(
                 s in t.datasets for t in tasks for s in c.eval_splits) else metrics
             path = self._save(out_dir, runtime, opt, ema, state, history, bad, skipped)
         finally:
@@ -293,9 +358,13 @@ class Trainer:
             logf.close()
             if tb is not None:
                 tb.close()
+            if path is not None:
+                env.close()
         if ema is not None:
             ema.copy_to(model)  # the returned model carries the weights that were evaluated and saved
-        return FitResult(step, history, metrics, str(path), bad, skipped)
+        timing = {"data_s": round(total_data, 3), "compute_s": round(total_compute, 3),
+                  "data_fraction": round(total_data / max(total_data + total_compute, 1e-9), 4)}
+        return FitResult(step, history, metrics, str(path), bad, skipped, timing)
 
     def _tasks_for_step(self, step: int, tasks: list[Task], sizes: dict[str, int], rng: random.Random) -> list[str]:
         c = self.config
@@ -306,15 +375,19 @@ class Trainer:
         weights = [sizes[t.name] ** (1.0 / c.temperature) for t in tasks]
         return [rng.choices([t.name for t in tasks], weights=weights)[0]]
 
-    def _count_bad(self, rec: dict, bads: list, batch, name: str) -> None:
+    def _count_bad(self, rec: dict, delta: list[int], bads: list, batch, name: str) -> None:
         n_good = batch.n_samples if batch is not None else 0
         rec["seen"] += n_good + len(bads)
+        delta[0] += n_good + len(bads)
         if bads:
             rec["bad"] += len(bads)
+            delta[1] += len(bads)
             for b in bads:
                 if len(rec["examples"]) < 5:
                     rec["examples"].append(f"row {b.index}: {b.reason}")
                 log.warning("task %r: skipped row %d: %s", name, b.index, b.reason)
+
+    def _check_bad(self, rec: dict, name: str) -> None:
         c = self.config
         if rec["seen"] >= c.min_samples_for_bad_check and rec["bad"] / rec["seen"] > c.max_bad_fraction:
             examples = "\n  ".join(rec["examples"])
@@ -323,11 +396,16 @@ class Trainer:
                             f"training stopped. Examples:\n  {examples}")
 
     # ------------------------------------------------------------------------------------------ evaluation
-    def _eval(self, runtime: Runtime, tasks: list[Task], ema, step: int, logf, tb) -> dict:
+    def _eval(self, runtime: Runtime, tasks: list[Task], ema, step: int, logf, tb, wrapped=None) -> dict:
+        """Every rank evaluates the whole held-out set the same way (under FSDP every rank must join the
+        parameter gathers), so each returns the same metrics; rank 0 logs them."""
         from .evaluate import evaluate_task
 
         backup = ema.swap_in(runtime.model) if ema is not None else None
         out: dict[str, dict[str, float]] = {}
+        fsdp = getattr(self, "mode", "none") == "fsdp" and wrapped is not None
+        if fsdp:
+            wrapped.unshard()
         try:
             for split in self.config.eval_splits:
                 for t in tasks:
@@ -338,6 +416,8 @@ class Trainer:
         finally:
             if backup is not None:
                 ema.swap_out(runtime.model, backup)
+            if fsdp:
+                wrapped.reshard()
         logf.write(json.dumps({"step": step, "eval": out}) + "\n")
         if tb is not None:
             for task, res in out.items():
@@ -348,26 +428,39 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def _save(self, out_dir: Path, runtime: Runtime, opt, ema, state, history, bad, skipped) -> Path:
-        model = runtime.model
-        opt_tensors, opt_meta = ckpt.optimizer_to_tensors(opt)
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                rng[f"cuda{i}"] = s
-        files: dict[str, Any] = {
-            "config.json": checkpoint_config(runtime, trainer=asdict(self.config)),
-            "model.safetensors": ckpt.model_state(model),
-            "optimizer.safetensors": opt_tensors,
-            "rng.safetensors": rng,
-            "trainer_state.json": {"step": state["step"], "positions": state["positions"], "optimizer": opt_meta,
-                                   "sched_rng": state.get("sched_rng"), "python_rng": list(random.getstate()),
-                                   "history": history, "bad": bad, "skipped": skipped},
-        }
-        if ema is not None:
-            files["ema.safetensors"] = ema.state()
-        return ckpt.write_checkpoint(out_dir, f"step-{state['step']:08d}", files, keep=self.config.keep_checkpoints)
+        """Rank 0 writes full (unsharded) tensors, so any number of ranks can resume from the checkpoint."""
+        from . import distributed as D
 
-    def _resume(self, out_dir: Path, model, opt, ema, tasks, state) -> dict:
+        env = getattr(self, "env", None) or D.DistEnv()
+        model = runtime.model
+        weights = D.full_model_state(model) if env.enabled else ckpt.model_state(model)
+        sd = D.full_optimizer_state(opt) if env.enabled else None
+        opt_tensors, opt_meta = ckpt.optimizer_to_tensors(opt, sd)
+        name = f"step-{state['step']:08d}"
+        path = Path(out_dir) / "checkpoints" / name
+        if env.is_main:
+            rng = {"torch": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                    rng[f"cuda{i}"] = s
+            files: dict[str, Any] = {
+                "config.json": checkpoint_config(runtime, trainer=asdict(self.config)),
+                "model.safetensors": weights,
+                "optimizer.safetensors": opt_tensors,
+                "rng.safetensors": rng,
+                "trainer_state.json": {"step": state["step"], "positions": state["positions"],
+                                       "world": env.world, "optimizer": opt_meta,
+                                       "sched_rng": state.get("sched_rng"), "python_rng": list(random.getstate()),
+                                       "history": history, "bad": bad, "skipped": skipped},
+            }
+            if ema is not None:
+                files["ema.safetensors"] = ema.state()
+            path = ckpt.write_checkpoint(out_dir, name, files, keep=self.config.keep_checkpoints)
+        env.barrier()
+        return path
+
+    def _load_weights(self, out_dir: Path, model, tasks) -> tuple[Path, dict]:
+        """Check the run's checkpoint against these tasks and load its model weights (before any wrapping)."""
         path, config = ckpt.read_checkpoint(out_dir / "checkpoint")
         saved_tasks = set(config.get("tasks", {}))
         if saved_tasks != {t.name for t in tasks}:
@@ -378,8 +471,16 @@ class Trainer:
         if not Vocabulary.from_json(config["vocab"]).same_as(model.vocab):
             raise CheckpointError(f"cannot resume {path}: its vocabulary differs from the one these tasks build")
         ckpt.load_model_state(model, ckpt.load_tensors(path / "model.safetensors"), str(path))
+        return path, config
+
+    def _resume(self, resume_from: tuple[Path, dict], opt, ema, state) -> dict:
+        from . import distributed as D
+
+        path, _ = resume_from
         ts = json.loads((path / "trainer_state.json").read_text())
-        ckpt.optimizer_from_tensors(opt, ckpt.load_tensors(path / "optimizer.safetensors"), ts["optimizer"])
+        env = getattr(self, "env", None) or D.DistEnv()
+        ckpt.optimizer_from_tensors(opt, ckpt.load_tensors(path / "optimizer.safetensors"), ts["optimizer"],
+                                    place=D.shard_optimizer_state if env.enabled else None)
         if ema is not None and (path / "ema.safetensors").exists():
             ema.load(ckpt.load_tensors(path / "ema.safetensors"))
         rng = ckpt.load_tensors(path / "rng.safetensors")
@@ -392,8 +493,29 @@ class Trainer:
         state = dict(state)
         state.update(step=ts["step"], positions={**state["positions"], **ts["positions"]}, history=ts["history"],
                      bad=ts.get("bad", {}), skipped=ts.get("skipped", []), sched_rng=ts.get("sched_rng"))
+        saved_world = int(ts.get("world", 1))
+        if saved_world != env.world:
+            log.info("resuming a %d-rank checkpoint with %d rank(s): data continues from the same global "
+                     "positions", saved_world, env.world)
         log.info("resumed from %s at step %d", path, ts["step"])
         return state
+
+
+class _NullLog:
+    """The log of ranks other than 0: they write nothing."""
+
+    def write(self, _text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _compile_layers(model) -> None:
+    """``torch.compile`` each encoder and decoder layer in place (regional compilation: compiles in seconds,
+    keeps parameter names, and leaves the Python-level task logic eager)."""
+    for layer in list(getattr(model, "encoder_layers", [])) + list(getattr(model, "decoder_layers", [])):
+        layer.compile()
 
 
 def _open_log(path: Path, step: int):
