@@ -150,7 +150,8 @@ class ModalityConformance:
         a list of :class:`BadInput`: the documented bad values and the message each gives;
     ``output_types``
         ``{task: {field: type or tuple of types}}`` that ``generate -> postprocess`` must return (the slot types'
-        declared ``output_fields`` are always required);
+        declared ``output_fields`` are always required); for a slot inside a repetition group the field is a
+        list and the type is its items';
     ``generation``
         generation options for the check (default ``{"max_len": 8}``);
     ``heavy_modules``
@@ -192,12 +193,17 @@ class ModalityConformance:
             for name, instruction in self.tasks.items():
                 t = Task(name=name, instruction=instruction, micro_batch_size=self.micro_batch_size,
                          generation=dict(self.generation), manager=manager)
-                t.add_dataset(self.rows(name, 8, self.seed), "train")
+                # every row the checks use, so that bare closed sets gathered from the data cover them
+                t.add_dataset([r for k in range(6) for r in self._rows(name, k)], "train")
                 tasks.append(t)
             torch.manual_seed(self.seed)
             model = GeneralistModel(self.model_size)
             runtime = Trainer(threads=1, seed=self.seed).prepare(model, tasks, manager)
             yield runtime
+
+    def _rows(self, task: str, k: int) -> list[dict]:
+        """The k-th small set of rows of a task (k = 0..5; each check uses its own)."""
+        return self.rows(task, self.micro_batch_size, self.seed + k)
 
     def _batch(self, runtime, task: str, rows: list[dict], split: str):
         pipe = runtime.pipelines[task]
@@ -262,7 +268,7 @@ class ModalityConformance:
         model.train()
         for name in self.tasks:
             model.zero_grad(set_to_none=True)
-            batch = self._batch(rt, name, self.rows(name, self.micro_batch_size, self.seed + 1), "train")
+            batch = self._batch(rt, name, self._rows(name, 1), "train")
             loss, logging = rt.loss(batch)
             assert loss.dim() == 0 and torch.isfinite(loss), f"task {name!r}: loss {loss}"
             assert loss.requires_grad, f"task {name!r}: the loss does not depend on the model's parameters"
@@ -277,14 +283,13 @@ class ModalityConformance:
                         f"task {name!r}: no gradient reaches the {s.adaptor_key} adaptor"
             model.zero_grad(set_to_none=True)
             with torch.no_grad():  # held-out preprocessing (no augmentation) also yields a finite loss
-                vloss, _ = rt.loss(self._batch(rt, name, self.rows(name, self.micro_batch_size, self.seed + 2),
-                                               "valid"))
+                vloss, _ = rt.loss(self._batch(rt, name, self._rows(name, 2), "valid"))
             assert torch.isfinite(vloss)
 
     def test_generate_then_postprocess_returns_the_declared_outputs(self, conformance_runtime):
         rt = conformance_runtime
         for name in self.tasks:
-            rows = self.rows(name, self.micro_batch_size, self.seed + 3)
+            rows = self._rows(name, 3)
             plan = rt.pipelines[name].plan
             inputs = [{k: v for k, v in r.items() if k not in plan.output_columns() or k in plan.input_columns()}
                       for r in rows]
@@ -311,7 +316,7 @@ class ModalityConformance:
             pytest.skip(f"{type(self).__name__} lists no bad_inputs")
         for bad in self.bad_inputs:
             assert bad.task in self.tasks, f"BadInput names unknown task {bad.task!r}"
-            row = dict(self.rows(bad.task, 1, self.seed + 4)[0])
+            row = dict(self._rows(bad.task, 4)[0])
             row[bad.column] = bad.value
             pipe = conformance_runtime.pipelines[bad.task]
             with pytest.raises(DataError) as info:
@@ -329,7 +334,7 @@ class ModalityConformance:
                     pickle.loads(pickle.dumps(pipe.postprocessors[s.key]))
             # a copy preprocesses a row exactly as the original does
             copy = pickle.loads(pickle.dumps(pipe))
-            row = self.rows(name, 1, self.seed + 5)[0]
+            row = self._rows(name, 5)[0]
             a = pipe.make_sample(row, "valid", random.Random(1))
             b = copy.make_sample(row, "valid", random.Random(1))
             assert _summary(a) == _summary(b), f"task {name!r}: a pickled pipeline preprocesses differently"
