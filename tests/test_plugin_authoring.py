@@ -120,6 +120,28 @@ def _collected(python: Path, root: Path) -> str:
                           capture_output=True, text=True, env=_env(), timeout=300, cwd=root).stdout
 
 
+@pytest.mark.slow
+def test_worked_example_installs_and_passes_its_quick_tests(tmp_path):
+    """examples/ofasys-timeseries, installed like any third-party plugin: the conformance suite and its unit tests
+    (its joint-training test is run from the example itself; see its README)."""
+    src = tmp_path / "ofasys-timeseries"
+    shutil.copytree(ROOT / "examples" / "ofasys-timeseries", src,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "runs"))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(site), str(src)], check=True, capture_output=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"],
+                       capture_output=True, text=True, env=_env(pythonpath=str(site)), timeout=600, cwd=src)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "failed" not in r.stdout and "TestConformance" in _collected_with(site, src)
+
+
+def _collected_with(site: Path, root: Path) -> str:
+    return subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                          capture_output=True, text=True, env=_env(pythonpath=str(site)), timeout=300,
+                          cwd=root).stdout
+
+
 # ------------------------------------------------------------------------------------------------ versions
 @pytest.mark.parametrize("requires, conflict", [
     (["ofasys>=0.1,<0.2"], None),
