@@ -177,7 +177,9 @@ def test_plugins_json_reports_broken_out_of_range_and_conflicting_plugins(misbeh
     assert r.returncode == 0, r.stderr
     listed = {p["name"]: p for p in json.loads(r.stdout)}
     broken, old = listed["ofasys-broken"], listed["ofasys-oldcore"]
-    assert broken["status"] == "error" and "broken on purpose" in broken["error"]
+    assert broken["status"] == "error" and broken["error"] == (
+        "plugin ofasys-broken 0.0.1 failed to load its module 'ofasys_broken.plugin' (entry point BROKEN): "
+        "RuntimeError: this plugin is broken on purpose")
     assert old["status"] == "skipped" and old["slot_types"] == ["OLDCORE"]
     # (the clauses in the order the installed metadata lists them)
     assert re.search(r"requires ofasys(>=9\.0,<10|<10,>=9\.0), but ofasys 0\.1\.0 is installed; it was skipped",
@@ -198,13 +200,25 @@ def test_plugins_json_reports_broken_out_of_range_and_conflicting_plugins(misbeh
 
 
 @pytest.mark.slow
-def test_instruction_naming_an_out_of_range_plugin_says_why(misbehaving_plugins):
-    r = ofasys("explain", "[OLDCORE:x] -> [TEXT:y]", pythonpath=misbehaving_plugins,
-               extra={"OFASYS_PREFER": "TEXT=ofasys-text"})
+def test_instructions_naming_misbehaving_plugins_give_the_documented_messages(misbehaving_plugins):
+    prefer = {"OFASYS_PREFER": "TEXT=ofasys-text"}
+    r = ofasys("explain", "[OLDCORE:x] -> [TEXT:y]", pythonpath=misbehaving_plugins, extra=prefer)
     assert r.returncode == 2
     assert "the plugin for slot type OLDCORE was skipped" in r.stderr and ">=9.0" in r.stderr
     assert "pip install -U ofasys-oldcore" in r.stderr and "Traceback" not in r.stderr
     assert "was imported" not in r.stderr  # the module was never imported
+    r = ofasys("explain", "[BROKEN:x] -> [TEXT:y]", pythonpath=misbehaving_plugins, extra=prefer)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "the plugin for slot type BROKEN is broken: plugin ofasys-broken 0.0.1 failed to load its module " \
+           "'ofasys_broken.plugin' (entry point BROKEN): RuntimeError: this plugin is broken on purpose" in r.stderr
+    assert "OFASYS_DISABLE_PLUGINS=ofasys-broken" in r.stderr
+    r = ofasys("explain", "[TEXT:x] -> [TEXT:y]", pythonpath=misbehaving_plugins)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "slot type TEXT is provided by two distributions: ofasys-rival-text and ofasys-text" in r.stderr
+    assert "OFASYS_PREFER=TEXT=<distribution>" in r.stderr
+    # every other instruction still works
+    r = ofasys("explain", "[TEXT:x] -> [TEXT:y]", pythonpath=misbehaving_plugins, extra=prefer)
+    assert r.returncode == 0, r.stderr
 
 
 # ------------------------------------------------------------------------------------------------ --hook

@@ -145,7 +145,7 @@ class PluginInfo:
 
 def _format_error(exc: BaseException) -> str:
     cause = exc.__cause__
-    if cause is not None:
+    if cause is not None and str(cause) not in str(exc):
         return f"{exc} ({type(cause).__name__}: {cause})"
     return str(exc)
 
