@@ -32,6 +32,8 @@ from . import vq
 
 SIZE = 32  # text-to-image images (the shipped tokenizer's resolution: 8x8 codes)
 SHAPE_FRAC = (0.4, 0.6)  # one shape per text-to-image image, this fraction of the side
+JITTER = 0.1  # its centre is shifted from the image centre by at most this fraction of the side
+BACKGROUND = (238, 238, 238)
 INSTRUCTIONS = {
     "text_to_image": "draw [TEXT:prompt] -> [IMAGE:img,preprocess=image_vqgan]",
     "infill": "[IMAGE:masked,mask_ratio=0.25,adaptor=image_vqgan] fill in the image -> "
@@ -43,17 +45,25 @@ JUDGE = vq.DATA_DIR / "shapes_judge.safetensors"
 
 
 def text_to_image_rows(n: int, seed: int = 0, size: int = SIZE) -> list[dict]:
-    """``n`` rows ``{"prompt": "a red circle", "img": PIL, "color", "shape"}``: one shape (40-60% of the side) on
-    a lightly tinted ``size`` px background, deterministic by ``seed``."""
-    from .datasets import shapes_scene
+    """``n`` rows ``{"prompt": "a red circle", "img": PIL, "color", "shape"}``, deterministic by ``seed``: one
+    shape (40-60% of the side) near the centre (shifted by at most :data:`JITTER` of the side) on a plain light
+    grey background. The prompt names colour and shape only, so the image varies only in what it names (plus
+    size and a small shift): a task a nano model learns in a few hundred CPU updates."""
+    from PIL import Image, ImageDraw
+
+    from .datasets import COLORS, SHAPES, _draw
 
     rng = random.Random(f"text_to_image:{seed}")
     rows = []
     for _ in range(n):
-        scene = shapes_scene(rng, size, 1, 1, *SHAPE_FRAC)
-        o = scene["objects"][0]
-        rows.append({"prompt": f"a {o['color']} {o['shape']}", "img": scene["image"], "color": o["color"],
-                     "shape": o["shape"]})
+        color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        side = rng.randint(int(size * SHAPE_FRAC[0]), int(size * SHAPE_FRAC[1]))
+        shift = max(1, int(size * JITTER))
+        x0 = (size - side) // 2 + rng.randint(-shift, shift)
+        y0 = (size - side) // 2 + rng.randint(-shift, shift)
+        img = Image.new("RGB", (size, size), BACKGROUND)
+        _draw(ImageDraw.Draw(img), shape, [x0, y0, x0 + side, y0 + side], COLORS[color])
+        rows.append({"prompt": f"a {color} {shape}", "img": img, "color": color, "shape": shape})
     return rows
 
 
@@ -227,7 +237,8 @@ class CodeGenerator(Generator):
     def __init__(self, slot: Any, vocab: Any):
         self.vocab = vocab
         attrs = slot.attrs or {}
-        self.candidates = int(attrs.get("candidates") or 1)
+        value = attrs.get("candidates")
+        self.candidates = 1 if value is None else int(value)
         if self.candidates < 1:
             raise PlanError(f"IMAGE slot of column '{slot.column}': candidates must be at least 1")
         self.rerank = attrs.get("rerank")
