@@ -159,3 +159,15 @@ def test_bad_rows_are_data_errors_at_inference(runtime):
     served = OFASys(runtime)
     with pytest.raises(DataError, match="motion file not found"):
         served.inference("cap", data={"motion": "/nope/x.npz"})
+
+
+def test_demo_tasks_are_registered_with_rows_and_a_gif_showcase():
+    from ofasys.plugins import get_manager
+
+    demo = {t.name: t for t in get_manager().demo_tasks() if t.modality == "motion"}
+    assert set(demo) == {"motion_text_to_motion", "motion_captioning"}
+    t2m = demo["motion_text_to_motion"]
+    assert t2m.showcase is not None and t2m.metric == "motion_class_accuracy"
+    train, valid = t2m.rows("train", 12, 0), t2m.rows("valid", 6, 0)
+    assert len(train) == 12 and len(valid) == 6 and {"text", "motion", "caption"} <= set(train[0])
+    Task(name="motion_text_to_motion", instruction=t2m.instruction).add_dataset(train, "train")
