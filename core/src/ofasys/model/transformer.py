@@ -92,6 +92,24 @@ def _residual(x: Tensor, h: Tensor, p: float, drop_path: float) -> Tensor:
     return _ResidualDropout.apply(x, h, p)
 
 
+def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """Attention ``softmax(q k^T / sqrt(hd) + mask) v``. Through ``F.scaled_dot_product_attention`` (fused kernels)
+    unless the mask needs a gradient (a learned relative bias while training): SDPA then falls back to its
+    unfused math path, which is slower on CPU than these three ops (matmul with the scale and bias applied in
+    place, softmax, matmul). Every row must have a finite entry (the model's masks always keep one)."""
+    if mask is None or not mask.requires_grad:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+    s = torch.matmul(q, k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5).add_(mask)
+    a = torch.softmax(s, dim=-1)
+    if p > 0.0:
+        a = F.dropout(a, p, True)
+    return torch.matmul(a, v)
+
+
+def _ln(m: nn.LayerNorm, x: Tensor) -> Tensor:
+    return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+
+
 # --------------------------------------------------------------------------------------------- layers
 
 
@@ -114,6 +132,11 @@ class Attention(nn.Module):
         self.post_ln = nn.LayerNorm(d) if cfg.normformer else None
         self.p = cfg.attention_dropout
 
+    def folded_out_weight(self) -> Tensor:
+        """The output projection's weight with the NormFormer head scale folded into its input columns."""
+        w = self.out.weight
+        return w if self.head_scale is None else w * self.head_scale.repeat_interleave(self.hd)
+
     def _project_out(self, o: Tensor) -> Tensor:
         """Output projection of the attention output o (N, T, D) (heads concatenated); the NormFormer head scale
         multiplies either the activations or, when those are larger, the projection weight's input columns."""
@@ -129,10 +152,13 @@ class Attention(nn.Module):
 
     def self_attn(self, x: Tensor, bias: Tensor | None, cache: "DecoderCache | None" = None, layer: int = 0) -> Tensor:
         n, t, d = x.shape
-        q, k, v = self.qkv(x).view(n, t, 3, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.qkv(x).view(n, t, 3, self.h, self.hd)
         if cache is not None:
-            k, v = cache.append(layer, k, v)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.p if self.training else 0.0)
+            k, v = cache.append_kv(layer, qkv[:, :, 1:])
+            q = qkv[:, :, 0].transpose(1, 2)
+        else:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        o = _attend(q, k, v, bias, self.p if self.training else 0.0)
         return self._project_out(o.transpose(1, 2).reshape(n, t, d))
 
     def cross_kv(self, mem: Tensor) -> tuple[Tensor, Tensor]:
@@ -224,61 +250,133 @@ class DecoderLayer(nn.Module):
         h = self.ffn(self.ffn_ln(x))
         return _residual(x, h, self.p, self.drop_path) if tr else x + h
 
+    def step_weights(self) -> "_StepWeights":
+        """The tensors :meth:`step` reads, gathered once per decoding run (with the head scales folded into the
+        output projections: equal to scaling the activations up to float rounding)."""
+        sa, ca, f = self.self_attn, self.cross_attn, self.ffn
+        w = _StepWeights()
+        w.heads, w.hd = sa.h, sa.hd
+        w.eps = self.self_ln.eps
+        w.ln1, w.ln2, w.ln3 = _ln_params(self.self_ln), _ln_params(self.cross_ln), _ln_params(self.ffn_ln)
+        w.qkv_w, w.qkv_b = sa.qkv.weight, sa.qkv.bias
+        w.so_w, w.so_b, w.so_ln = sa.folded_out_weight(), sa.out.bias, _ln_params(sa.post_ln)
+        w.q_w, w.q_b = ca.q.weight, ca.q.bias
+        w.co_w, w.co_b, w.co_ln = ca.folded_out_weight(), ca.out.bias, _ln_params(ca.post_ln)
+        w.fc1_w, w.fc1_b, w.mid_ln, w.fc2_w, w.fc2_b = f.fc1.weight, f.fc1.bias, _ln_params(f.mid_ln), f.fc2.weight, f.fc2.bias
+        return w
+
+    @staticmethod
+    def step(w: "_StepWeights", x: Tensor, bias: Tensor, cache: "DecoderCache", layer: int, cross_kv,
+             cross_mask: Tensor, rows: int) -> Tensor:
+        """Cached inference (no dropout): :meth:`forward` computed from the tensors of :meth:`step_weights` with
+        functional calls (per decoded token, module calls and attribute look-ups are a visible share of a step
+        of the small sizes)."""
+        n, t, d = x.shape
+        H, hd, eps = w.heads, w.hd, w.eps
+        ln = torch.layer_norm
+        # self-attention: keys/values go straight into the cache buffer
+        qkv = F.linear(ln(x, (d,), *w.ln1, eps), w.qkv_w, w.qkv_b).view(n, t, 3, H, hd)
+        k, v = cache.append_kv(layer, qkv[:, :, 1:])
+        o = F.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), k, v, attn_mask=bias)
+        o = F.linear(o.transpose(1, 2).reshape(n, t, d), w.so_w, w.so_b)
+        x = x + (ln(o, (d,), *w.so_ln, eps) if w.so_ln is not None else o)
+        # cross-attention over the cached source keys/values
+        q = F.linear(ln(x, (d,), *w.ln2, eps), w.q_w, w.q_b)
+        k, v = cross_kv
+        if rows == 1:
+            o = F.scaled_dot_product_attention(q.view(n, t, H, hd).transpose(1, 2), k, v, attn_mask=cross_mask)
+            o = o.transpose(1, 2).reshape(n, t, d)
+        else:
+            b = n // rows
+            q = q.view(b, rows, t, H, hd).permute(0, 3, 1, 2, 4).reshape(b, H, rows * t, hd)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=cross_mask)
+            o = o.view(b, H, rows, t, hd).permute(0, 2, 3, 1, 4).reshape(n, t, d)
+        o = F.linear(o, w.co_w, w.co_b)
+        x = x + (ln(o, (d,), *w.co_ln, eps) if w.co_ln is not None else o)
+        # feed-forward
+        h = F.gelu(F.linear(ln(x, (d,), *w.ln3, eps), w.fc1_w, w.fc1_b))
+        if w.mid_ln is not None:
+            h = ln(h, (h.size(-1),), *w.mid_ln, eps)
+        return x + F.linear(h, w.fc2_w, w.fc2_b)
+
+
+class _StepWeights:
+    """Plain attribute bag of one decoder layer's tensors for :meth:`DecoderLayer.step`."""
+
+    __slots__ = ("heads", "hd", "eps", "ln1", "ln2", "ln3", "qkv_w", "qkv_b", "so_w", "so_b", "so_ln", "q_w", "q_b",
+                 "co_w", "co_b", "co_ln", "fc1_w", "fc1_b", "mid_ln", "fc2_w", "fc2_b")
+
+
+def _ln_params(m: nn.LayerNorm | None) -> tuple[Tensor, Tensor] | None:
+    return None if m is None else (m.weight, m.bias)
+
 
 # --------------------------------------------------------------------------------------------- cache
 
 
 class DecoderCache:
-    """Incremental-decoding state: per decoder layer the self-attention keys/values of the positions decoded so
-    far, the cross-attention keys/values (computed on the first call, one set per source sample) and the number
-    of positions decoded (``length``).
+    """Incremental-decoding state: the self-attention keys/values of the positions decoded so far (all layers),
+    the cross-attention keys/values (computed on the first call, one set per source sample), the number of
+    positions decoded (``length``) and, for inference, state derived from the weights once per decoding run (the
+    decoder's relative bias for every position pair up to the capacity, the output weights with the head scale
+    folded in). A cache belongs to one decoding run of one model: do not change the weights while it is in use.
 
-    Self-attention keys/values live in preallocated time-major buffers ``(capacity, N, H, head_dim)``: a step
-    writes its position in place (no concatenation) and :meth:`reorder` copies only the decoded prefix, into a
-    second buffer that is then swapped in. Attention reads the prefix as a strided ``(N, H, L, head_dim)`` view.
+    Keys/values live in one preallocated time-major buffer ``(capacity, layers, 2, N, H, head_dim)``: a step
+    writes its position of every layer in place (no concatenation), and :meth:`reorder` (beam search) is a single
+    ``index_select`` of the decoded prefix, into a second buffer that is then swapped in. Attention reads the
+    prefix as a strided ``(N, H, L, head_dim)`` view.
     """
 
     def __init__(self, n_layers: int, capacity: int = 64):
         self.length = 0
         self.capacity = max(1, int(capacity))
-        self.kv: list = [None] * n_layers  # per layer (k_buf, v_buf)
-        self._spare: list = [None] * n_layers
+        self.n_layers = n_layers
+        self.kv: Tensor | None = None
+        self._spare: Tensor | None = None
         self.cross_kv: list | None = None
         self.cross_mask: Tensor | None = None
+        self.derived: dict | None = None  # inference-only state derived from the weights (see GeneralistModel)
+
+    def _buffer(self, n: int, h: int, hd: int, t: int, like: Tensor) -> Tensor:
+        L = self.length
+        buf = self.kv
+        if buf is None or buf.size(0) < L + t or buf.size(3) != n or buf.dtype != like.dtype:
+            cap = max(self.capacity, L + t)
+            same = buf is not None and buf.size(3) == n
+            if same:
+                cap = max(cap, 2 * buf.size(0))
+            new = like.new_empty(cap, self.n_layers, 2, n, h, hd)
+            if same and L:
+                new[:L].copy_(buf[:L])
+            self.kv, self._spare, self.capacity = new, None, cap
+        return self.kv
+
+    def append_kv(self, layer: int, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the new positions' keys/values ``kv`` (N, T, 2, H, hd) and return all of them as two
+        (N, H, L + T, hd) views."""
+        n, t, _, h, hd = kv.shape
+        buf = self._buffer(n, h, hd, t, kv)
+        L = self.length
+        buf[L:L + t, layer].copy_(kv.permute(1, 2, 0, 3, 4))
+        prefix = buf[:L + t, layer]
+        return prefix[:, 0].permute(1, 2, 0, 3), prefix[:, 1].permute(1, 2, 0, 3)
 
     def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store the new positions' keys/values (N, H, T, hd) and return all of them as (N, H, L + T, hd)."""
-        n, h, t, hd = k.shape
-        L = self.length
-        buf = self.kv[layer]
-        if buf is None or buf[0].size(0) < L + t or buf[0].size(1) != n:
-            cap = max(self.capacity, L + t)
-            if buf is not None and buf[0].size(1) == n:
-                cap = max(cap, 2 * buf[0].size(0))
-            new = (k.new_empty(cap, n, h, hd), v.new_empty(cap, n, h, hd))
-            if buf is not None and L and buf[0].size(1) == n:
-                new[0][:L].copy_(buf[0][:L])
-                new[1][:L].copy_(buf[1][:L])
-            buf = self.kv[layer] = new
-            self._spare[layer] = None
-            self.capacity = cap
-        kb, vb = buf
-        kb[L:L + t].copy_(k.permute(2, 0, 1, 3))
-        vb[L:L + t].copy_(v.permute(2, 0, 1, 3))
-        return kb[:L + t].permute(1, 2, 0, 3), vb[:L + t].permute(1, 2, 0, 3)
+        return self.append_kv(layer, torch.stack([k, v], 1).permute(0, 3, 1, 2, 4))
 
     def reorder(self, index: Tensor) -> None:
+        buf = self.kv
+        if buf is None:
+            return
+        n = index.numel()
+        spare = self._spare
+        if spare is None or spare.size(0) != buf.size(0) or spare.size(3) != n:
+            spare = buf.new_empty(buf.shape[:3] + (n,) + buf.shape[4:])
         L = self.length
-        for i, buf in enumerate(self.kv):
-            if buf is None:
-                continue
-            spare = self._spare[i]
-            if spare is None or spare[0].shape[:2] != (buf[0].size(0), index.numel()):
-                spare = tuple(b.new_empty((b.size(0), index.numel()) + tuple(b.shape[2:])) for b in buf)
-            if L:
-                torch.index_select(buf[0][:L], 1, index, out=spare[0][:L])
-                torch.index_select(buf[1][:L], 1, index, out=spare[1][:L])
-            self.kv[i], self._spare[i] = spare, (buf if buf[0].size(1) == index.numel() else None)
+        if L:
+            torch.index_select(buf[:L], 3, index, out=spare[:L])
+        self.kv, self._spare = spare, (buf if buf.size(3) == n else None)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -483,59 +581,65 @@ class GeneralistModel(nn.Module):
             emb = seg.embeds + self.type_embed.weight[self.type_id(key)]
             sources.append((key, emb, seg.mask.bool(), seg.pos, kind))
 
-        # ---- flatten every source and index the valid positions of each (source, row)
-        flat_emb, flat_pos, flat_kind, flat_seg, flat_exp = [], [], [], [], []
-        pieces: dict[str, tuple[Tensor, ...]] = {}
-        kinds: list[str] = []
-        offset = seg_base = 0
-        for key, emb, mask, pos, kind in sources:
-            n, L = mask.shape
-            if kind not in kinds:
-                kinds.append(kind)
-            flat_emb.append(emb.reshape(n * L, d))
-            if pos is None:
-                pos = torch.zeros(L, 2, dtype=torch.long, device=dev)
-                pos[:, 0] = torch.arange(L, device=dev)
-                pos = pos.expand(n, L, 2)
-            flat_pos.append(pos.reshape(n * L, 2).long())
-            flat_kind.append(torch.full((n * L,), kinds.index(kind), dtype=torch.long, device=dev))
-            flat_seg.append((torch.arange(n, device=dev) + seg_base).repeat_interleave(L))
-            if self.moe_keys:
-                flat_exp.append(torch.full((n * L,), self._expert_of(key), dtype=torch.long, device=dev))
-            counts = mask.sum(1).tolist()
-            valid = mask.reshape(-1).nonzero().squeeze(1) + offset
-            pieces[key] = torch.split(valid, counts)
-            offset += n * L
-            seg_base += n
-        dummy = offset  # index of an all-zero row used for padding
-        flat_emb.append(torch.zeros(1, d, device=dev, dtype=flat_emb[0].dtype if flat_emb else
-                                    self.embed_tokens.weight.dtype))
-        rows: list[Tensor] = []
-        empty = torch.zeros(0, dtype=torch.long, device=dev)
-        for b, layout in enumerate(batch.layout):
-            parts = []
-            for key, r in layout:
-                if key not in pieces:
-                    raise KeyError(f"sample {b} uses segment {key!r} but the batch has no such "
-                                   + ("token rows" if key == "tokens" else "features"))
-                parts.append(pieces[key][r])
-            rows.append(torch.cat(parts) if len(parts) > 1 else (parts[0] if parts else empty))
-        S = max(1, max(len(r) for r in rows))
-        index = torch.full((B, S), dummy, dtype=torch.long, device=dev)
-        if any(len(r) for r in rows):
-            index = pad_sequence(rows, batch_first=True, padding_value=dummy)
-            if index.size(1) < S:
-                index = F.pad(index, (0, S - index.size(1)), value=dummy)
-        mask = index.ne(dummy)
-        dt = flat_emb[0].dtype
-        x = torch.cat([e if e.dtype == dt else e.to(dt) for e in flat_emb])[index]
-        x = F.dropout(self.enc_emb_ln(x), cfg.dropout, self.training)
+        fast = None if self.moe_keys else self._one_token_row_each(batch, sources)
+        if fast is not None:
+            x, mask, bias = fast
+            x = F.dropout(self.enc_emb_ln(x), cfg.dropout, self.training)
+            expert_ids = None
+        else:
+            # ---- flatten every source and index the valid positions of each (source, row)
+            flat_emb, flat_pos, flat_kind, flat_seg, flat_exp = [], [], [], [], []
+            pieces: dict[str, tuple[Tensor, ...]] = {}
+            kinds: list[str] = []
+            offset = seg_base = 0
+            for key, emb, mask, pos, kind in sources:
+                n, L = mask.shape
+                if kind not in kinds:
+                    kinds.append(kind)
+                flat_emb.append(emb.reshape(n * L, d))
+                if pos is None:
+                    pos = torch.zeros(L, 2, dtype=torch.long, device=dev)
+                    pos[:, 0] = torch.arange(L, device=dev)
+                    pos = pos.expand(n, L, 2)
+                flat_pos.append(pos.reshape(n * L, 2).long())
+                flat_kind.append(torch.full((n * L,), kinds.index(kind), dtype=torch.long, device=dev))
+                flat_seg.append((torch.arange(n, device=dev) + seg_base).repeat_interleave(L))
+                if self.moe_keys:
+                    flat_exp.append(torch.full((n * L,), self._expert_of(key), dtype=torch.long, device=dev))
+                counts = mask.sum(1).tolist()
+                valid = mask.reshape(-1).nonzero().squeeze(1) + offset
+                pieces[key] = torch.split(valid, counts)
+                offset += n * L
+                seg_base += n
+            dummy = offset  # index of an all-zero row used for padding
+            flat_emb.append(torch.zeros(1, d, device=dev, dtype=flat_emb[0].dtype if flat_emb else
+                                        self.embed_tokens.weight.dtype))
+            rows: list[Tensor] = []
+            empty = torch.zeros(0, dtype=torch.long, device=dev)
+            for b, layout in enumerate(batch.layout):
+                parts = []
+                for key, r in layout:
+                    if key not in pieces:
+                        raise KeyError(f"sample {b} uses segment {key!r} but the batch has no such "
+                                       + ("token rows" if key == "tokens" else "features"))
+                    parts.append(pieces[key][r])
+                rows.append(torch.cat(parts) if len(parts) > 1 else (parts[0] if parts else empty))
+            S = max(1, max(len(r) for r in rows))
+            index = torch.full((B, S), dummy, dtype=torch.long, device=dev)
+            if any(len(r) for r in rows):
+                index = pad_sequence(rows, batch_first=True, padding_value=dummy)
+                if index.size(1) < S:
+                    index = F.pad(index, (0, S - index.size(1)), value=dummy)
+            mask = index.ne(dummy)
+            dt = flat_emb[0].dtype
+            x = torch.cat([e if e.dtype == dt else e.to(dt) for e in flat_emb])[index]
+            x = F.dropout(self.enc_emb_ln(x), cfg.dropout, self.training)
 
-        # ---- relative bias (B, H, S, S), shared by all layers; padded keys -> -inf
-        key_mask = mask.clone()
-        key_mask[:, 0] |= ~mask.any(1)  # an empty sample attends to its single dummy position
-        bias = self._encoder_bias(index, key_mask, flat_pos, flat_kind, flat_seg, kinds, dummy)
-        expert_ids = torch.cat(flat_exp + [flat_exp[0].new_zeros(1)])[index] if self.moe_keys and flat_exp else None
+            # ---- relative bias (B, H, S, S), shared by all layers; padded keys -> -inf
+            key_mask = mask.clone()
+            key_mask[:, 0] |= ~mask.any(1)  # an empty sample attends to its single dummy position
+            bias = self._encoder_bias(index, key_mask, flat_pos, flat_kind, flat_seg, kinds, dummy)
+            expert_ids = torch.cat(flat_exp + [flat_exp[0].new_zeros(1)])[index] if self.moe_keys and flat_exp else None
 
         ck = self._ckpt()
         for layer in self.encoder_layers:
@@ -544,6 +648,35 @@ class GeneralistModel(nn.Module):
             else:
                 x = layer(x, bias, expert_ids)
         return EncoderOut(self.enc_final_ln(x), mask)
+
+    def _one_token_row_each(self, batch: EncoderBatch, sources: list) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Fast path of :meth:`encode` for text-only batches in which every sample is one token row, padded on
+        the right and not empty: the sequence is the token rows themselves and the relative bias is one (H, S, S)
+        table lookup plus the key-padding mask, instead of the general per-sample assembly. Real positions get
+        exactly the general path's values; only padded positions (masked as keys, ignored downstream) differ.
+        Returns ``(x, mask, bias)`` or ``None`` when the batch is not of that form."""
+        if len(sources) != 1 or sources[0][0] != "tokens":
+            return None
+        rows = []
+        for layout in batch.layout:
+            if len(layout) != 1 or layout[0][0] != "tokens":
+                return None
+            rows.append(layout[0][1])
+        _, emb, mask, _, _ = sources[0]
+        if rows != list(range(mask.size(0))):
+            index = torch.tensor(rows, device=mask.device)
+            emb, mask = emb.index_select(0, index), mask.index_select(0, index)
+        counts = mask.sum(1)
+        if bool((counts == 0).any()) or bool((mask[:, 1:] > mask[:, :-1]).any()):  # empty row, or a pad inside
+            return None
+        S = int(counts.max())
+        emb, mask = emb[:, :S], mask[:, :S]
+        mp = self.config.max_positions
+        pos = torch.arange(S, device=mask.device, dtype=torch.int32)
+        b = self._lookup(self.config.token_bucket_size, mask.device)[(pos.unsqueeze(1) - pos.unsqueeze(0)) + (mp - 1)]
+        table = self.rel_bias["enc_tokens"].t()[:, b]  # (H, S, S)
+        key_bias = torch.zeros(mask.shape, dtype=table.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+        return emb, mask, table.unsqueeze(0) + key_bias[:, None, None, :]
 
     def _encoder_bias(self, index, key_mask, flat_pos, flat_kind, flat_seg, kinds, dummy) -> Tensor:
         cfg = self.config
@@ -651,6 +784,50 @@ class GeneralistModel(nn.Module):
             bias = bias.masked_fill(d < 0, float("-inf"))
         return bias.unsqueeze(0)
 
+    def _cache_derived(self, cache: DecoderCache, need: int, dev) -> dict:
+        """Inference state derived from the weights once per decoding run: the decoder's relative bias for every
+        (query, key) position pair below the capacity, future keys at -inf, (1, H, C, C); and per layer the
+        self/cross output weights with the head scale folded in (equal to scaling the activations up to float
+        rounding)."""
+        st = cache.derived
+        if st is None or st["bias"].size(-1) < need:
+            mp = self.config.max_positions
+            cap = min(max(cache.capacity, need), mp)
+            pos = torch.arange(cap, device=dev)
+            d = pos.unsqueeze(1) - pos.unsqueeze(0)
+            b = self._lookup(self.config.token_bucket_size, dev)[d + (mp - 1)]
+            bias = self.rel_bias["dec_tokens"].t()[:, b].masked_fill_(d < 0, float("-inf")).unsqueeze(0)
+            w = st["w"] if st is not None else [layer.step_weights() for layer in self.decoder_layers]
+            st = cache.derived = {"bias": bias, "w": w}
+        return st
+
+    def _decode_cached(self, x: Tensor, enc: EncoderOut, cache: DecoderCache, rows: int) -> Tensor:
+        """Incremental inference (eval mode, no autograd): the same computation as the general path with fewer
+        operations per step (precomputed bias rows, folded output weights, keys/values written in place)."""
+        n, t, _ = x.shape
+        start = cache.length
+        if start + t > self.config.max_positions:
+            raise ValueError(f"decoder length {start + t} exceeds max_positions={self.config.max_positions}")
+        st = self._cache_derived(cache, start + t, x.device)
+        x = _ln(self.dec_emb_ln, x + self.dec_pos.weight[start:start + t])
+        bias = st["bias"][:, :, start:start + t, :start + t]
+        if cache.cross_kv is None:
+            mem = enc.hidden
+            cache.cross_kv = [tuple(z.contiguous() for z in layer.cross_attn.cross_kv(mem))
+                              for layer in self.decoder_layers]
+            cache.cross_mask = self._cross_mask(enc, x.dtype)
+        for i, w in enumerate(st["w"]):
+            x = DecoderLayer.step(w, x, bias, cache, i, cache.cross_kv[i], cache.cross_mask, rows)
+        cache.length = start + t
+        return _ln(self.dec_final_ln, x)
+
+    @staticmethod
+    def _cross_mask(enc: EncoderOut, dtype) -> Tensor:
+        km = enc.mask.clone()
+        km[:, 0] |= ~enc.mask.any(1)
+        mask = torch.zeros(km.shape, dtype=dtype, device=km.device).masked_fill_(~km, float("-inf"))
+        return mask[:, None, None, :]
+
     def _decode(self, x: Tensor, enc: EncoderOut, cache: DecoderCache | None, causal: bool = True) -> Tensor:
         cfg = self.config
         n, t, _ = x.shape
@@ -658,6 +835,8 @@ class GeneralistModel(nn.Module):
         if n % nb:
             raise ValueError(f"decoder batch ({n} rows) is not a multiple of the encoder batch ({nb})")
         rows = n // nb
+        if cache is not None and not self.training and not torch.is_grad_enabled():
+            return self._decode_cached(x, enc, cache, rows)
         start = cache.length if cache is not None else 0
         x = x + self.dec_pos.weight[start:start + t]
         x = self.dec_emb_ln(x)
@@ -668,10 +847,7 @@ class GeneralistModel(nn.Module):
         if cache is not None and cache.cross_kv is not None:
             cross_kv, cross_mask = cache.cross_kv, cache.cross_mask
         else:
-            km = enc.mask.clone()
-            km[:, 0] |= ~enc.mask.any(1)
-            cross_mask = torch.zeros(km.shape, dtype=x.dtype, device=x.device).masked_fill_(~km, float("-inf"))
-            cross_mask = cross_mask[:, None, None, :]
+            cross_mask = self._cross_mask(enc, x.dtype)
             cross_kv = None
             if cache is not None:
                 cross_kv = [layer.cross_attn.cross_kv(mem) for layer in self.decoder_layers]
