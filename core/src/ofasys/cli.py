@@ -286,12 +286,19 @@ def demo(output: Path = typer.Option(Path("demo"), "--output", "-o", help="Where
          quick: bool = typer.Option(False, "--quick", help="A short profile (minutes on 2 CPU cores)."),
          steps: Optional[int] = typer.Option(None, "--steps", help="Override the profile's number of updates."),
          size: str = typer.Option("nano", "--size", help="Model size."),
-         device: str = typer.Option("cpu", "--device", help="cpu or cuda.")):
+         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+         variant: str = typer.Option("dense", "--variant", help="dense, or moe: one encoder FFN expert per modality."),
+         compare: bool = typer.Option(False, "--compare",
+                                      help="Train a specialist per task and the generalist (dense and MoE) at equal "
+                                           "compute, and print the specialist-vs-generalist table.")):
     """Train one small generalist on the bundled tasks of every installed plugin and show the results."""
     try:
-        from .engine.demo import run_demo
+        from .engine.demo import run_compare, run_demo
 
-        run_demo(output, quick=quick, device=device, steps=steps, size=size)
+        if compare:
+            run_compare(output, quick=quick, device=device, steps=steps, size=size)
+        else:
+            run_demo(output, quick=quick, device=device, steps=steps, size=size, variant=variant)
     except OfasysError as err:
         raise _fail(err)
 

@@ -16,17 +16,62 @@ from ..errors import ConfigError
 from ..plugins import get_manager
 
 PROFILES = {"quick": {"steps": 300, "scale": 0.5}, "default": {"steps": 1500, "scale": 1.0}}
+VARIANTS = ("dense", "moe")
+
+
+def _tasks(demo: list, profile: dict, manager, only: str | None = None):
+    from .task import Task
+
+    tasks, valid_rows = [], {}
+    for d in demo:
+        if only is not None and d.name != only:
+            continue
+        n_train = max(32, int(d.n_train * profile["scale"]))
+        t = Task(name=d.name, instruction=d.instruction, micro_batch_size=d.micro_batch_size, metrics=[d.metric],
+                 generation=d.generation, manager=manager)
+        t.add_dataset(d.rows("train", n_train, 0), "train")
+        valid_rows[d.name] = d.rows("valid", d.n_valid, 0)
+        t.add_dataset(valid_rows[d.name], "valid")
+        tasks.append(t)
+    return tasks, valid_rows
+
+
+def moe_modalities(tasks: list) -> list[str]:
+    """One encoder FFN expert per input modality of the tasks: every feature slot type, and ``tokens`` for
+    token slots (TEXT, BOX, PHONE, STRUCT share it) — the seed's modality-level "Generalist MoE"."""
+    kinds = set()
+    for t in tasks:
+        for slot in t.plan.all_slots():
+            if slot.side == "encoder":
+                kinds.add(slot.type if slot.kind == "features" else "tokens")
+    return sorted(kinds)
+
+
+def _model(size: str, variant: str, tasks: list):
+    from .model import GeneralistModel
+
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown model variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    return GeneralistModel(size, moe_modalities=moe_modalities(tasks)) if variant == "moe" else GeneralistModel(size)
+
+
+def _train(tasks, model, output: Path, steps: int, device: str, manager, progress, seed: int = 1):
+    from .trainer import Trainer
+
+    trainer = Trainer(max_steps=steps, output_dir=str(output), device=device, resume=False, seed=seed,
+                      eval_max_samples=None, warmup_steps=min(100, steps // 10), progress=progress,
+                      tensorboard=False)
+    t0 = time.perf_counter()
+    result = trainer.fit(model, tasks, manager=manager)
+    return trainer, result, time.perf_counter() - t0
 
 
 def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int | None = None,
-             size: str = "nano", manager=None, progress: bool | None = None) -> dict:
+             size: str = "nano", manager=None, progress: bool | None = None, variant: str = "dense") -> dict:
     from rich.console import Console
     from rich.table import Table
 
     from .inference import OFASys
-    from .model import GeneralistModel
-    from .task import Task
-    from .trainer import Trainer
 
     manager = manager or get_manager()
     con = Console(highlight=False)
@@ -37,22 +82,11 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
     steps = steps or profile["steps"]
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    con.print(f"[bold]ofasys demo[/bold]: one {size} model, {len(demo)} tasks "
+    con.print(f"[bold]ofasys demo[/bold]: one {size} {variant} model, {len(demo)} tasks "
               f"({', '.join(sorted({d.modality for d in demo}))}), {steps} updates on {device}")
-    tasks, valid_rows = [], {}
-    for d in demo:
-        n_train = max(32, int(d.n_train * profile["scale"]))
-        t = Task(name=d.name, instruction=d.instruction, micro_batch_size=d.micro_batch_size, metrics=[d.metric],
-                 generation=d.generation, manager=manager)
-        t.add_dataset(d.rows("train", n_train, 0), "train")
-        valid_rows[d.name] = d.rows("valid", d.n_valid, 0)
-        t.add_dataset(valid_rows[d.name], "valid")
-        tasks.append(t)
-    trainer = Trainer(max_steps=steps, output_dir=str(output / "run"), device=device, resume=False,
-                      eval_max_samples=None, warmup_steps=min(100, steps // 10), progress=progress)
-    t0 = time.perf_counter()
-    result = trainer.fit(GeneralistModel(size), tasks, manager=manager)
-    elapsed = time.perf_counter() - t0
+    tasks, valid_rows = _tasks(demo, profile, manager)
+    trainer, result, elapsed = _train(tasks, _model(size, variant, tasks), output / "run", steps, device, manager,
+                                      progress)
     served = OFASys(trainer.runtime)
 
     table = Table(title=f"held-out scores after {steps} updates ({elapsed:.0f} s)")
@@ -74,12 +108,78 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
         if d.showcase is not None:
             for item in d.showcase(served, valid_rows[d.name], gallery_dir):
                 gallery.append({"task": d.name, **item})
-    results = {"profile": "quick" if quick else "default", "size": size, "steps": steps, "device": device,
-               "elapsed_s": round(elapsed, 1), "checkpoint": str(output / "run" / "checkpoint"), "tasks": summary}
+    results = {"profile": "quick" if quick else "default", "size": size, "variant": variant, "steps": steps,
+               "device": device, "elapsed_s": round(elapsed, 1), "checkpoint": str(output / "run" / "checkpoint"),
+               "tasks": summary}
     (output / "results.json").write_text(json.dumps(results, indent=2))
     (output / "index.html").write_text(_page(results, gallery))
     con.print(f"wrote {output / 'results.json'}, {output / 'index.html'} and the checkpoint {results['checkpoint']}")
     return results
+
+
+def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: int | None = None,
+                size: str = "nano", manager=None, progress: bool | None = None) -> dict:
+    """Specialists vs the generalist (dense and MoE) at equal compute, in the seed's table shape.
+
+    Each specialist trains ``steps`` updates of its one task; each generalist trains ``steps`` updates in which
+    every task contributes one micro-batch (the ``accumulate`` schedule), so a generalist run costs the same
+    forward/backward passes as all specialists together.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    manager = manager or get_manager()
+    con = Console(highlight=False)
+    demo = manager.demo_tasks()
+    if not demo:
+        raise ConfigError('no installed plugin contributes demo tasks; install some: pip install "ofasys[all]"')
+    profile = PROFILES["quick" if quick else "default"]
+    steps = steps or profile["steps"]
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    scores: dict[str, dict[str, float | None]] = {d.name: {} for d in demo}
+    times: dict[str, float] = {}
+    for d in demo:
+        con.print(f"specialist [bold]{d.name}[/bold]: {steps} updates")
+        tasks, _ = _tasks(demo, profile, manager, only=d.name)
+        _, res, el = _train(tasks, _model(size, "dense", tasks), output / "specialists" / d.name, steps, device,
+                            manager, progress)
+        scores[d.name]["specialist"] = res.metrics.get(d.name, {}).get(d.metric)
+        times["specialists"] = times.get("specialists", 0.0) + el
+    for variant in VARIANTS:
+        con.print(f"generalist ({variant}): {len(demo)} tasks, {steps} updates")
+        tasks, _ = _tasks(demo, profile, manager)
+        _, res, el = _train(tasks, _model(size, variant, tasks), output / f"generalist-{variant}", steps, device,
+                            manager, progress)
+        for d in demo:
+            scores[d.name][variant] = res.metrics.get(d.name, {}).get(d.metric)
+        times[variant] = el
+
+    def ratio(a, b):
+        return None if a is None or not b else round(a / b, 3)
+
+    rows = []
+    table = Table(title=f"specialist vs generalist, {size}, {steps} updates each (equal compute)")
+    for col in ("task", "modality", "dataset", "metric", "specialist", "generalist", "generalist-MoE",
+                "generalist / specialist", "MoE / specialist"):
+        table.add_column(col)
+    for d in demo:
+        s = scores[d.name]
+        row = {"task": d.name, "modality": d.modality, "dataset": "bundled (generated)", "metric": d.metric,
+               "specialist": s.get("specialist"), "generalist": s.get("dense"), "generalist_moe": s.get("moe"),
+               "ratio": ratio(s.get("dense"), s.get("specialist")),
+               "ratio_moe": ratio(s.get("moe"), s.get("specialist"))}
+        rows.append(row)
+        fmt = (lambda v: "-" if v is None else f"{v:.1f}")
+        table.add_row(d.name, d.modality, row["dataset"], d.metric, fmt(row["specialist"]), fmt(row["generalist"]),
+                      fmt(row["generalist_moe"]), "-" if row["ratio"] is None else f"{row['ratio']:.2f}",
+                      "-" if row["ratio_moe"] is None else f"{row['ratio_moe']:.2f}")
+    con.print(table)
+    out = {"size": size, "steps": steps, "device": device, "profile": "quick" if quick else "default",
+           "elapsed_s": {k: round(v, 1) for k, v in times.items()}, "rows": rows}
+    (output / "compare.json").write_text(json.dumps(out, indent=2))
+    con.print(f"wrote {output / 'compare.json'}")
+    return out
 
 
 def _page(results: dict, gallery: list[dict]) -> str:
@@ -87,14 +187,15 @@ def _page(results: dict, gallery: list[dict]) -> str:
                    f"<td><code>{html.escape(r['instruction'])}</code></td><td>{html.escape(r['metric'])}</td>"
                    f"<td>{'-' if r['score'] is None else format(r['score'], '.1f')}</td></tr>"
                    for n, r in results["tasks"].items())
-    items = "".join(f"<div class='item'><h3>{html.escape(g['task'])}</h3>{g['html']}</div>" for g in gallery)
+    items = "".join(f"<div class='item'><h3>{html.escape(g['task'])}</h3><p class='title'>"
+                    f"{html.escape(str(g.get('title', '')))}</p>{g['html']}</div>" for g in gallery)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>ofasys demo</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:4px 8px}}.gallery{{display:flex;flex-wrap:wrap;gap:1em}}.item{{border:1px solid #ddd;padding:.5em;
 max-width:28em}}img{{max-width:100%}}</style></head><body>
 <h1>ofasys demo</h1>
-<p>One {html.escape(results['size'])} generalist, {results['steps']} updates on {html.escape(results['device'])}
+<p>One {html.escape(results['size'])} {html.escape(results.get('variant', 'dense'))} generalist, {results['steps']} updates on {html.escape(results['device'])}
 ({results['elapsed_s']} s). Checkpoint: <code>{html.escape(results['checkpoint'])}</code></p>
 <table><tr><th>task</th><th>modality</th><th>instruction</th><th>metric</th><th>score</th></tr>{rows}</table>
 <h2>Gallery</h2><div class="gallery">{items}</div>

@@ -119,3 +119,12 @@ def ofasys_register_metrics(register: Callable[..., None]) -> None:
             ("execution_accuracy", (), "Percentage of predicted queries returning the gold query's rows on the "
                                        "database (read-only, with a timeout).")):
         register(Metric(name, getattr(metrics, name), for_types=types, help=help_text))
+
+
+@hookimpl
+def ofasys_register_demo_tasks(register: Callable[..., None]) -> None:
+    """Text-to-SQL (executed on the bundled SQLite database) and 4x4 sudoku for ``ofasys demo``."""
+    from .demo import demo_tasks
+
+    for task in demo_tasks():
+        register(task)

@@ -1,0 +1,74 @@
+"""The STRUCT tasks of ``ofasys demo``: text-to-SQL executed on the bundled SQLite shop database, and 4x4 sudoku.
+
+The gallery shows each generated SQL query with the rows SQLite returns for it, beside the reference query's.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import tempfile
+from pathlib import Path
+
+DEMO = ("text_to_sql", "sudoku")
+
+
+@functools.lru_cache(maxsize=4)
+def _splits(name: str, seed: int) -> dict:
+    from .tasks import make_splits
+
+    directory = Path(tempfile.gettempdir()) / "ofasys-struct-demo" / f"seed-{seed}"
+    directory.mkdir(parents=True, exist_ok=True)
+    return make_splits(directory, [name], seed=seed)[name]
+
+
+def _rows(name: str):
+    def make(split: str, n: int, seed: int) -> list[dict]:
+        # the full bundled split is generated once, so valid rows never repeat train rows whatever n is
+        return list(_splits(name, seed)[split][:n])
+
+    return make
+
+
+def _table(rows) -> str:
+    if not rows:
+        return "<i>no rows</i>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows[:5])
+    more = f"<tr><td colspan='9'>... {len(rows) - 5} more</td></tr>" if len(rows) > 5 else ""
+    return f"<table>{body}{more}</table>"
+
+
+def _show_sql(served, rows: list[dict], out_dir) -> list[dict]:
+    from .sql import run_query
+
+    items = []
+    outs = served.inference("struct_text_to_sql", data=rows[:3])
+    for row, out in zip(rows[:3], outs):
+        res = out.struct or {}
+        got = (f"<i>did not run: {html.escape(str(res['error']))}</i>" if res.get("error")
+               else _table(res.get("rows") or []))
+        ref = run_query(row["database"], row["sql"])
+        items.append({"title": "text to SQL (executed in SQLite)", "html":
+                      f"<p>{html.escape(row['question'])}</p><pre>{html.escape(str(out.text))}</pre>{got}"
+                      f"<p>reference <code>{html.escape(row['sql'])}</code></p>{_table(ref.rows or [])}"})
+    return items
+
+
+def _show_sudoku(served, rows: list[dict], out_dir) -> list[dict]:
+    outs = served.inference("struct_sudoku", data=rows[:2])
+    items = []
+    for row, out in zip(rows[:2], outs):
+        items.append({"title": "sudoku", "html": f"<pre>{html.escape(str(row['puzzle']))}</pre>&rarr;"
+                                                 f"<pre>{html.escape(str(out.struct))}</pre>"})
+    return items
+
+
+def demo_tasks() -> list:
+    from ofasys.spec import DemoTask
+
+    from .tasks import INSTRUCTIONS, METRICS
+
+    show = {"text_to_sql": _show_sql, "sudoku": _show_sudoku}
+    return [DemoTask(name=f"struct_{name}", modality="struct", instruction=INSTRUCTIONS[name], rows=_rows(name),
+                     metric=METRICS[name][0], n_valid=60, micro_batch_size=16, showcase=show[name])
+            for name in DEMO]
