@@ -290,7 +290,9 @@ def demo(output: Path = typer.Option(Path("demo"), "--output", "-o", help="Where
          variant: str = typer.Option("dense", "--variant", help="dense, or moe: one encoder FFN expert per modality."),
          compare: bool = typer.Option(False, "--compare",
                                       help="Train a specialist per task and the generalist (dense and MoE) at equal "
-                                           "compute, and print the specialist-vs-generalist table.")):
+                                           "compute, and print the specialist-vs-generalist table."),
+         valid_samples: Optional[int] = typer.Option(None, "--valid-samples",
+                                                     help="Evaluate each task on at most this many held-out rows.")):
     """Train one small generalist on the bundled tasks of every installed plugin and show the results."""
     try:
         from .engine.demo import run_compare, run_demo
@@ -298,7 +300,8 @@ def demo(output: Path = typer.Option(Path("demo"), "--output", "-o", help="Where
         if compare:
             run_compare(output, quick=quick, device=device, steps=steps, size=size)
         else:
-            run_demo(output, quick=quick, device=device, steps=steps, size=size, variant=variant)
+            run_demo(output, quick=quick, device=device, steps=steps, size=size, variant=variant,
+                     valid_samples=valid_samples)
     except OfasysError as err:
         raise _fail(err)
 

@@ -19,7 +19,7 @@ PROFILES = {"quick": {"steps": 300, "scale": 0.5}, "default": {"steps": 1500, "s
 VARIANTS = ("dense", "moe")
 
 
-def _tasks(demo: list, profile: dict, manager, only: str | None = None):
+def _tasks(demo: list, profile: dict, manager, only: str | None = None, valid_samples: int | None = None):
     from .task import Task
 
     tasks, valid_rows = [], {}
@@ -30,7 +30,7 @@ def _tasks(demo: list, profile: dict, manager, only: str | None = None):
         t = Task(name=d.name, instruction=d.instruction, micro_batch_size=d.micro_batch_size, metrics=[d.metric],
                  generation=d.generation, manager=manager)
         t.add_dataset(d.rows("train", n_train, 0), "train")
-        valid_rows[d.name] = d.rows("valid", d.n_valid, 0)
+        valid_rows[d.name] = d.rows("valid", min(d.n_valid, valid_samples or d.n_valid), 0)
         t.add_dataset(valid_rows[d.name], "valid")
         tasks.append(t)
     return tasks, valid_rows
@@ -67,7 +67,8 @@ def _train(tasks, model, output: Path, steps: int, device: str, manager, progres
 
 
 def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int | None = None,
-             size: str = "nano", manager=None, progress: bool | None = None, variant: str = "dense") -> dict:
+             size: str = "nano", manager=None, progress: bool | None = None, variant: str = "dense",
+             valid_samples: int | None = None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
@@ -84,7 +85,7 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
     output.mkdir(parents=True, exist_ok=True)
     con.print(f"[bold]ofasys demo[/bold]: one {size} {variant} model, {len(demo)} tasks "
               f"({', '.join(sorted({d.modality for d in demo}))}), {steps} updates on {device}")
-    tasks, valid_rows = _tasks(demo, profile, manager)
+    tasks, valid_rows = _tasks(demo, profile, manager, valid_samples=valid_samples)
     trainer, result, elapsed = _train(tasks, _model(size, variant, tasks), output / "run", steps, device, manager,
                                       progress)
     served = OFASys(trainer.runtime)
@@ -109,6 +110,7 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
             for item in d.showcase(served, valid_rows[d.name], gallery_dir):
                 gallery.append({"task": d.name, **item})
     results = {"profile": "quick" if quick else "default", "size": size, "variant": variant, "steps": steps,
+               "valid_samples": {d.name: len(valid_rows[d.name]) for d in demo},
                "device": device, "elapsed_s": round(elapsed, 1), "checkpoint": str(output / "run" / "checkpoint"),
                "tasks": summary}
     (output / "results.json").write_text(json.dumps(results, indent=2))
