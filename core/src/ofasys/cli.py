@@ -298,7 +298,7 @@ def demo(output: Path = typer.Option(Path("demo"), "--output", "-o", help="Where
         from .engine.demo import run_compare, run_demo
 
         if compare:
-            run_compare(output, quick=quick, device=device, steps=steps, size=size)
+            run_compare(output, quick=quick, device=device, steps=steps, size=size, valid_samples=valid_samples)
         else:
             run_demo(output, quick=quick, device=device, steps=steps, size=size, variant=variant,
                      valid_samples=valid_samples)

@@ -120,7 +120,8 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
 
 
 def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: int | None = None,
-                size: str = "nano", manager=None, progress: bool | None = None) -> dict:
+                size: str = "nano", manager=None, progress: bool | None = None,
+                valid_samples: int | None = None) -> dict:
     """Specialists vs the generalist (dense and MoE) at equal compute, in the seed's table shape.
 
     Each specialist trains ``steps`` updates of its one task; each generalist trains ``steps`` updates in which
@@ -143,14 +144,14 @@ def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: i
     times: dict[str, float] = {}
     for d in demo:
         con.print(f"specialist [bold]{d.name}[/bold]: {steps} updates")
-        tasks, _ = _tasks(demo, profile, manager, only=d.name)
+        tasks, _ = _tasks(demo, profile, manager, only=d.name, valid_samples=valid_samples)
         _, res, el = _train(tasks, _model(size, "dense", tasks), output / "specialists" / d.name, steps, device,
                             manager, progress)
         scores[d.name]["specialist"] = res.metrics.get(d.name, {}).get(d.metric)
         times["specialists"] = times.get("specialists", 0.0) + el
     for variant in VARIANTS:
         con.print(f"generalist ({variant}): {len(demo)} tasks, {steps} updates")
-        tasks, _ = _tasks(demo, profile, manager)
+        tasks, _ = _tasks(demo, profile, manager, valid_samples=valid_samples)
         _, res, el = _train(tasks, _model(size, variant, tasks), output / f"generalist-{variant}", steps, device,
                             manager, progress)
         for d in demo:
