@@ -111,7 +111,8 @@ def test_image_and_video_share_one_image_adaptor_through_training_and_a_checkpoi
     frame_convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len({id(m) for m in frame_convs}) == 1  # one patch embedding in the whole model
     own_video = [n for n, p in video.named_parameters() if id(p) not in image_params]
-    assert own_video == ["embed_time.weight"]  # the VIDEO adaptor adds only its temporal embedding
+    # the VIDEO adaptor adds only its temporal and space-time position tables
+    assert sorted(own_video) == ["embed_time.weight", "st_cols.weight", "st_rows.weight", "time_gate.weight"]
     # the checkpoint holds the image weights once, and a served model shares them again
     saved = load_tensors(tmp_path / "run" / "checkpoint" / "model.safetensors")
     assert any(k.startswith("adaptors.IMAGE-image_patch.") for k in saved)

@@ -53,13 +53,22 @@ class VideoAdaptor(Adaptor):
     bias_buckets = 0
 
     def __init__(self, frames: nn.Module, d_model: int, frame_adaptor: str, shared: bool,
-                 max_steps: int = defaults.MAX_TIME_STEPS):
+                 max_steps: int = defaults.MAX_TIME_STEPS, space_time: bool = True, bucket: int = 42):
         super().__init__()
         self.frames = frames
         self.frame_adaptor = frame_adaptor
         self.shared = bool(shared)
         self.embed_time = nn.Embedding(max_steps, d_model)
         nn.init.normal_(self.embed_time.weight, 0.0, TEMPORAL_STD)
+        # space-time term: time gate (x) (row + column), so that where-and-when is linearly readable
+        self.space_time = space_time
+        if space_time:
+            self.time_gate = nn.Embedding(max_steps, d_model)
+            self.st_rows = nn.Embedding(bucket, d_model)
+            self.st_cols = nn.Embedding(bucket, d_model)
+            nn.init.normal_(self.time_gate.weight, 0.0, TEMPORAL_STD)
+            for table in (self.st_rows, self.st_cols):
+                nn.init.normal_(table.weight, 0.0, TEMPORAL_STD / 2 ** 0.5)
 
     def forward(self, payload: Any) -> Segment:
         if isinstance(payload, dict):
@@ -93,8 +102,15 @@ class VideoAdaptor(Adaptor):
         if t > self.embed_time.num_embeddings:
             raise ConfigError(f"{t} time steps exceed the VIDEO adaptor's {self.embed_time.num_embeddings} temporal "
                               "positions; raise temporal_pool or lower num_frames")
-        time = self.embed_time(torch.arange(t, device=emb.device)).to(emb.dtype)  # (T, D)
+        steps = torch.arange(t, device=emb.device)
+        time = self.embed_time(steps).to(emb.dtype)  # (T, D)
         emb = emb + time.view(1, t, 1, d)
+        if self.space_time and pos is not None:
+            if int(pos.max()) >= self.st_rows.num_embeddings:
+                raise ConfigError(f"a frame grid of {int(pos.max()) + 1} cells per side exceeds the VIDEO adaptor's "
+                                  f"{self.st_rows.num_embeddings} space-time positions; use smaller frames")
+            where = self.st_rows(pos[..., 0]) + self.st_cols(pos[..., 1])  # (N, T, L, D)
+            emb = emb + self.time_gate(steps).to(emb.dtype).view(1, t, 1, d) * where.to(emb.dtype)
         return Segment(embeds=emb.reshape(n, t * L, d), mask=mask.reshape(n, t * L),
                        pos=None if pos is None else pos.reshape(n, t * L, 2), bias_kind=self.bias_kind)
 
@@ -111,9 +127,10 @@ def build_video_adaptor(slot: Any, model_config: dict, model: Any = None) -> Vid
         raise ConfigError(f"VIDEO slot of column '{slot.column}': frame_adaptor must be one of "
                           f"{', '.join(defaults.FRAME_ADAPTORS)}, not {frame_variant!r}")
     d = int(model_config.get("d_model", 256))
+    bucket = int(model_config.get("image_bucket_size") or 42)
     image_slot = image_slot_for(slot)
     if variant == defaults.OWN_ADAPTOR:
-        return VideoAdaptor(build_adaptor(image_slot, model_config), d, frame_variant, shared=False)
+        return VideoAdaptor(build_adaptor(image_slot, model_config), d, frame_variant, shared=False, bucket=bucket)
     if variant != defaults.SHARED_ADAPTOR:
         raise ConfigError(f"unknown VIDEO adaptor {variant!r}")
     if model is None:
@@ -124,4 +141,4 @@ def build_video_adaptor(slot: Any, model_config: dict, model: Any = None) -> Vid
         frames = model.adaptor(key)
     else:
         frames = model.add_adaptor(key, build_adaptor(image_slot, model_config))
-    return VideoAdaptor(frames, d, frame_variant, shared=True)
+    return VideoAdaptor(frames, d, frame_variant, shared=True, bucket=bucket)

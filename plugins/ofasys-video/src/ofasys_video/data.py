@@ -2,9 +2,9 @@
 so that decoding (decord) is exercised for real. Deterministic by seed; nothing is downloaded.
 
 Each clip (32 x 32 px by default, 8-12 frames at 8 fps) shows one shape (circle, square, triangle; the colours
-and shapes of :mod:`ofasys_image.datasets`) on a dark background, moving left, right, up or down by about half
-the frame, and one event in the middle third of the clip: nothing, it changes colour, it appears (absent from
-the first frames) or it disappears (absent from the last frames). Every clip comes with:
+and shapes of :mod:`ofasys_image.datasets`) on a dark background, moving left, right, up or down across
+the frame, and one event: nothing, it changes colour (in the middle third of the clip), it appears (absent from
+the first frames, up to a third of the clip) or it disappears (absent from the last frames, up to a third). Every clip comes with:
 
 * ``direction`` (classification, closed set of 4);
 * ``caption``: "a red circle moves left and turns blue", "a green square appears and moves up"...;
@@ -72,13 +72,17 @@ def make_clip(rng: random.Random, size: int = 32, min_frames: int = 8, max_frame
     direction = rng.choice(DIRECTIONS)
     event = rng.choice(EVENTS)
     end_color = rng.choice([c for c in names if c != color]) if event == "changes" else color
-    obj = max(6, round(size * 0.34))  # shape side
-    travel = min(size - obj - 2, round(size * 0.5))  # the shape crosses half the frame
+    obj = max(6, round(size * 0.3))  # shape side
+    travel = size - obj - 2  # the shape crosses the frame
     # the moving axis: start so that the whole path stays inside; the other axis: anywhere
     lo, hi = 1, size - obj - 1
-    along0 = rng.randint(lo, hi - travel)
+    along0 = rng.randint(lo, max(lo, hi - travel))
     across = rng.randint(lo, hi)
-    when = rng.randint(t // 3, max(t // 3, (2 * t) // 3))  # the event's frame, in the middle third
+    # the event's frame: a colour change in the middle third; an appearance in the first third and a
+    # disappearance in the last third, so that the shape is visible in most frames and its motion stays visible
+    third = max(1, t // 3)
+    when = {"appears": rng.randint(1, third), "disappears": rng.randint(t - third, t - 1)}.get(
+        event, rng.randint(third, max(third, t - third)))
     frames = np.empty((t, size, size, 3), dtype=np.uint8)
     for i in range(t):
         frac = i / max(1, t - 1)
