@@ -113,6 +113,21 @@ def test_generated_package_installs_into_a_fresh_environment_and_passes_its_test
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert " passed" in r.stdout and "failed" not in r.stdout and "skipped" not in r.stdout
     assert "TestConformance::test_bad_inputs_raise_the_documented_data_error" in _collected(python, root)
+    # the suite catches a plugin that breaks the contract: torch imported by the entry module, a bad-input
+    # message that no longer says what the README documents
+    installed = Path(subprocess.run([str(python), "-c", "import ofasys_wave; print(ofasys_wave.__file__)"],
+                                    capture_output=True, text=True, check=True, env=_env()).stdout.strip()).parent
+    entry = installed / "plugin.py"
+    entry.write_text(entry.read_text().replace("from ofasys.hookspecs import hookimpl",
+                                               "import torch  # noqa\nfrom ofasys.hookspecs import hookimpl"))
+    comp = installed / "components.py"
+    comp.write_text(comp.read_text().replace("the list is empty", "nothing there"))
+    r = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_conformance.py"],
+                       capture_output=True, text=True, env=_env(), timeout=600, cwd=root)
+    assert r.returncode == 1
+    failed = sorted(line.split("::")[-1].split(" ")[0] for line in r.stdout.splitlines() if line.startswith("FAILED"))
+    assert failed == ["test_bad_inputs_raise_the_documented_data_error",
+                      "test_entry_modules_import_without_heavy_libraries"], r.stdout[-3000:]
 
 
 def _collected(python: Path, root: Path) -> str:

@@ -186,7 +186,8 @@ class ModalityConformance:
         self = cls()
         assert self.slot_type and self.distribution and self.tasks, \
             f"{cls.__name__} must set slot_type, distribution and tasks"
-        torch.set_num_threads(1)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small batches: one thread is fastest and leaves the machine to others
         manager = PluginManager()
         with use_manager(manager):
             tasks = []
@@ -199,7 +200,10 @@ class ModalityConformance:
             torch.manual_seed(self.seed)
             model = GeneralistModel(self.model_size)
             runtime = Trainer(threads=1, seed=self.seed).prepare(model, tasks, manager)
-            yield runtime
+            try:
+                yield runtime
+            finally:
+                torch.set_num_threads(threads)
 
     def _rows(self, task: str, k: int) -> list[dict]:
         """The k-th small set of rows of a task (k = 0..5; each check uses its own)."""

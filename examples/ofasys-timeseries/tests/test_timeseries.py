@@ -12,9 +12,11 @@ from ofasys.components import SampleContext
 
 from ofasys_timeseries import data
 
-# Measured with `python train.py --steps 300` (see README): held-out shape accuracy 0.0% (placeholder, replaced
-# below by the measured value) -- the threshold is set with margin under it and above the majority baseline.
-SHAPE_ACCURACY_THRESHOLD = None
+# Measured (300 updates, nano, both tasks in every update; see README): held-out shape accuracy 85% (seed 1) and
+# 97% (seed 2); word-reversal exact match 100% in both runs. An input-blind model scores 25% on the shapes (four
+# balanced classes) and ~0% on reversal. Thresholds leave margin under the lower run.
+SHAPE_ACCURACY_THRESHOLD = 65.0
+REVERSE_EXACT_MATCH_THRESHOLD = 80.0
 
 
 def test_series_become_patches_and_a_mask():
@@ -59,3 +61,5 @@ def test_joint_training_recognises_held_out_shapes_and_keeps_the_text_task(train
     assert trained["majority_baseline"] == 25.0  # balanced classes: an input-blind model scores 25%
     assert SHAPE_ACCURACY_THRESHOLD > trained["majority_baseline"] + 20
     assert trained["shape_accuracy"] >= SHAPE_ACCURACY_THRESHOLD, trained["shape_accuracy"]
+    # the TEXT task trained in the same model still works
+    assert trained["reverse_exact_match"] >= REVERSE_EXACT_MATCH_THRESHOLD, trained["reverse_exact_match"]

@@ -25,7 +25,7 @@ def run(steps: int = 300, out_dir: str = "runs/timeseries", seed: int = 1, n_tra
     reverse.add_dataset(text_train, "train").add_dataset(text_valid, "valid")
     model = GeneralistModel("nano", init_std=0.07, normformer=False, dropout=0.0)
     fit = Trainer(max_steps=steps, lr=5e-4, warmup_steps=30, seed=seed, threads=threads, output_dir=out_dir,
-                  tensorboard=False, log_every=50, eval_max_samples=None).fit(model, [shape, reverse])
+                  tensorboard=False, log_every=50, eval_max_samples=None, resume=False).fit(model, [shape, reverse])
     counts = Counter(r["shape"] for r in valid)
     return {"shape_accuracy": fit.metrics["shape"]["accuracy"],
             "reverse_exact_match": fit.metrics["reverse"]["exact_match"],
