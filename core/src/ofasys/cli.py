@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-plugins_app = typer.Typer(help="List and inspect modality plugins.", invoke_without_command=True,
+plugins_app = typer.Typer(help="List, inspect and create modality plugins.", invoke_without_command=True,
                           add_completion=False, rich_markup_mode=None)
 app.add_typer(plugins_app, name="plugins")
 
