@@ -171,3 +171,18 @@ def test_demo_tasks_are_registered_with_rows_and_a_gif_showcase():
     train, valid = t2m.rows("train", 12, 0), t2m.rows("valid", 6, 0)
     assert len(train) == 12 and len(valid) == 6 and {"text", "motion", "caption"} <= set(train[0])
     Task(name="motion_text_to_motion", instruction=t2m.instruction).add_dataset(train, "train")
+
+
+def test_epsilon_prediction_trains_on_the_noise_and_samples_finite_clips(rows):
+    t = Task(name="eps", instruction=TEXT_TO_MOTION[:-1] + ",prediction=epsilon,steps=3]")
+    torch.manual_seed(0)
+    model = GeneralistModel("nano")
+    model.initialize(build_vocab([t.plan]))
+    rt = Runtime(model)
+    rt.add_task(t)
+    assert rt.criteria["eps"].prediction == "epsilon" and rt.generators["eps"].steps == 3
+    model.eval()
+    loss, log = rt.criteria["eps"](model, _batch(rt, "eps", rows[:2]))
+    assert 0.5 < log["mse"] < 5  # an untrained model's error on unit-variance noise
+    out = OFASys(rt).inference("eps", data={"text": rows[0]["text"]})
+    assert np.isfinite(out.motion).all() and out.motion.shape == (24, 69)
