@@ -31,8 +31,8 @@ from ofasys.generation import Generator
 from . import vq
 
 SIZE = 32  # text-to-image images (the shipped tokenizer's resolution: 8x8 codes)
-SHAPE_FRAC = (0.4, 0.6)  # one shape per text-to-image image, this fraction of the side
-JITTER = 0.1  # its centre is shifted from the image centre by at most this fraction of the side
+SHAPE_FRAC = (0.45, 0.6)  # one shape per text-to-image image, this fraction of the side
+JITTER = 0.05  # its centre is shifted from the image centre by at most this fraction of the side
 BACKGROUND = (238, 238, 238)
 INSTRUCTIONS = {
     "text_to_image": "draw [TEXT:prompt] -> [IMAGE:img,preprocess=image_vqgan]",
@@ -385,8 +385,24 @@ def judge() -> ShapesJudge:
     return _JUDGE[0]
 
 
+def judge_rows(n: int, seed: int) -> list[dict]:
+    """The judge's training images: one shape (40-60% of the side) anywhere on a tinted background (the shapes
+    scene generator), so that the judge does not depend on where or how large a generated shape is."""
+    from .datasets import shapes_scene
+
+    rng = random.Random(f"text_to_image:{seed}")
+    rows = []
+    for _ in range(n):
+        scene = shapes_scene(rng, SIZE, 1, 1, 0.4, 0.6)
+        o = scene["objects"][0]
+        rows.append({"prompt": f"a {o['color']} {o['shape']}", "img": scene["image"], "color": o["color"],
+                     "shape": o["shape"]})
+    return rows
+
+
 def train_judge(out: "str | Path | None" = JUDGE, n: int = 3000, steps: int = 600, seed: int = 0):
-    """Train the judge on ``n`` text-to-image rows and their reconstructions by the shipped tokenizer."""
+    """Train the judge on ``n`` :func:`judge_rows` images and their reconstructions by the shipped tokenizer
+    (the shipped judge: ``train_judge()``, about a minute on one CPU thread)."""
     import torch
     import torch.nn.functional as F
 
@@ -394,7 +410,7 @@ def train_judge(out: "str | Path | None" = JUDGE, n: int = 3000, steps: int = 60
     from .vq.model import load_tokenizer, to_pixels
 
     torch.manual_seed(seed)
-    rows = text_to_image_rows(n, seed + 31)
+    rows = judge_rows(n, seed + 31)
     x = to_pixels([r["img"] for r in rows], SIZE)
     tok = load_tokenizer(None)
     with torch.no_grad():
