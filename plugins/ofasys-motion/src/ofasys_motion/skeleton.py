@@ -175,6 +175,9 @@ class Clip:
     def __len__(self) -> int:
         return int(self.root.shape[0])
 
+    def __repr__(self) -> str:
+        return f"Clip({len(self)} frames at {self.fps:g} fps, skeleton {self.skeleton.name})"
+
     @property
     def duration(self) -> float:
         return len(self) / float(self.fps)
