@@ -212,6 +212,7 @@ def test_plugins_json_reports_broken_out_of_range_and_conflicting_plugins(misbeh
     r = ofasys("plugins", "--json", pythonpath=misbehaving_plugins, extra={"OFASYS_PREFER": "TEXT=ofasys-text"})
     listed = {p["name"]: p for p in json.loads(r.stdout)}
     assert listed["ofasys-text"]["status"] == "ok" and "ofasys_preprocess" in listed["ofasys-text"]["hooks"]
+    assert listed["ofasys-rival-text"]["notes"] == ["its slot type TEXT is not used: OFASYS_PREFER=TEXT=ofasys-text"]
 
 
 @pytest.mark.slow

@@ -95,7 +95,7 @@ def plugins(ctx: typer.Context,
         elif p.conflicts:
             status = "[yellow]conflict: " + escape("; ".join(p.conflicts)) + "[/yellow]"
         else:
-            status = "[green]ok[/green]"
+            status = "[green]ok[/green]" + ("; " + escape("; ".join(p.notes)) if p.notes else "")
         table.add_row(p.name, p.version, ", ".join(sorted(p.slot_types)),
                       ", ".join(h.replace("ofasys_", "") for h in sorted(p.hooks)), status)
     _console().print(table)

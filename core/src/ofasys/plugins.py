@@ -125,6 +125,7 @@ class PluginInfo:
     error: str | None = None
     skipped: bool = False  # its ofasys range excludes the installed core: never imported
     conflicts: list[str] = field(default_factory=list)  # unresolved claims of a slot type another distribution makes
+    notes: list[str] = field(default_factory=list)  # e.g. a claim OFASYS_PREFER resolved in another's favour
 
     @property
     def status(self) -> str:
@@ -140,7 +141,7 @@ class PluginInfo:
     def to_json(self) -> dict:
         return {"name": self.name, "version": self.version, "slot_types": sorted(self.slot_types),
                 "hooks": sorted(self.hooks), "modules": sorted(self.modules), "error": self.error,
-                "status": self.status, "conflicts": list(self.conflicts)}
+                "status": self.status, "conflicts": list(self.conflicts), "notes": list(self.notes)}
 
 
 def _format_error(exc: BaseException) -> str:
@@ -445,6 +446,17 @@ class PluginManager:
             pi.skipped = True
             pi.error = str(err)
             pi.slot_types = sorted(set(pi.slot_types) | set(types))
+        for slot_type, candidates in sorted(self._discover().items()):
+            dists = sorted({c.distribution for c in candidates})
+            if len(dists) > 1:
+                try:
+                    chosen = self._choose(slot_type, candidates).distribution
+                except PluginConflictError:
+                    continue
+                for dist in dists:
+                    if dist != chosen:
+                        infos[dist].notes.append(f"its slot type {slot_type} is not used: "
+                                                 f"OFASYS_PREFER={slot_type}={chosen}")
         for slot_type, dists in sorted(self.conflicts().items()):
             for dist in dists:
                 others = " and ".join(d for d in dists if d != dist)
