@@ -64,14 +64,27 @@ def test_bvh_round_trip_preserves_joint_positions(tmp_path):
     assert text.startswith("HIERARCHY\nROOT pelvis") and "End Site" in text and "Frames: 24" in text
 
 
-def test_bvh_from_another_tool_with_other_channel_order_and_joint_order(tmp_path):
-    """A BVH whose joints are listed in another order with XYZ rotation channels reads as the same pose."""
-    clip = data.make_clip("wave", "slowly", "right", seed=2)
-    path = tmp_path / "a.bvh"
-    io.save_bvh(clip, path)
-    free = io.load_bvh(path, skeleton=None)  # the file's own skeleton
-    assert free.skeleton.names[0] == "pelvis" and len(free.skeleton.names) == 11
-    assert np.abs(free.positions()[:, :11] - clip.positions()[:, :11]).max() < 1e-4
+def test_bvh_with_xyz_rotation_channels(tmp_path):
+    """A BVH written by another tool with XYZ rotation channels reads as the pose its angles describe."""
+    from ofasys_motion.skeleton import euler_to_matrix
+
+    clip = data.make_clip("wave", "slowly", "right", seed=2).crop(0, 3)
+    io.save_bvh(clip, tmp_path / "zxy.bvh")
+    header = (tmp_path / "zxy.bvh").read_text().split("MOTION")[0].replace("Zrotation Xrotation Yrotation",
+                                                                              "Xrotation Yrotation Zrotation")
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(-60, 60, size=(3, SMALL.n_joints, 3))  # x, y, z degrees per joint
+    order = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # depth-first order of the small skeleton's hierarchy
+    lines = ["MOTION", "Frames: 3", "Frame Time: 0.05"]
+    for t in range(3):
+        vals = list(clip.root[t]) + [a for j in order for a in angles[t, j]]
+        lines.append(" ".join(f"{v:.6f}" for v in vals))
+    (tmp_path / "xyz.bvh").write_text(header + "\n".join(lines) + "\n")
+    got = io.load_bvh(tmp_path / "xyz.bvh")
+    want = Clip(clip.root, euler_to_matrix(angles, "XYZ"), 20.0)
+    assert np.abs(got.positions() - want.positions()).max() < 1e-5
+    free = io.load_bvh(tmp_path / "xyz.bvh", skeleton=None)  # the file's own skeleton
+    assert free.skeleton.names == SMALL.names and np.abs(free.positions() - want.positions()).max() < 1e-5
 
 
 def test_npz_and_npy_round_trip(tmp_path):
