@@ -88,3 +88,17 @@ def test_sampled_frames_come_back_in_order(clip):
     got = c.frames(idx + idx[:1])  # a repeated index is decoded once and returned twice
     assert np.array_equal(got[0], got[-1])
     assert np.abs(got[:4].astype(int) - clip["frames"][idx].astype(int)).mean() < 3
+
+
+def test_generated_clips_are_deterministic_and_use_the_image_plugins_names():
+    from ofasys_image.datasets import COLORS, SHAPES
+    from ofasys_video import data
+
+    assert data.COLOUR_NAMES == tuple(sorted(COLORS)) and data.SHAPE_NAMES == tuple(SHAPES)
+    a, b = data.clip_rows(3, seed=4), data.clip_rows(3, seed=4)
+    assert [r["clip"] for r in a] == [r["clip"] for r in b]  # same seed, same mp4 bytes
+    for r in a:
+        assert r["answer"] in data.QA_ANSWERS and r["direction"] in data.DIRECTIONS
+        assert r["direction"] in r["caption"] and r["color"] in r["caption"] and r["shape"] in r["caption"]
+        c = open_video(r["clip"])
+        assert 8 <= len(c) <= 12 and c.frames([0]).shape == (1, 32, 32, 3)

@@ -15,15 +15,18 @@ from ofasys_video import data, tasks
 
 pytestmark = pytest.mark.slow
 
-STEPS = 300
+STEPS = 450
 N_TRAIN, N_VALID = 500, 100
 # task -> (metric, stated held-out threshold, what a model that ignores the video scores on the same rows)
 THRESHOLDS = {
     "direction": ("accuracy", 0.0, 27.0),  # the most frequent training direction
     "qa": ("accuracy", 0.0, 30.0),  # the most frequent training answer to each question
 }
-TRAINER = dict(max_steps=STEPS, lr=5e-4, warmup_steps=30, seed=3, progress=False, log_every=50, threads=1,
-               tensorboard=False, eval_max_samples=None)
+# constant lr after warm-up: with a linear decay to 0 the direction of motion was not learned by the time the lr
+# had shrunk (measured: 20 % = one class at step 200 of 300); at 1e-3 constant, direction alone jumps from 28 % at
+# step 250 to 100 % at step 400
+TRAINER = dict(max_steps=STEPS, lr=1e-3, lr_schedule="constant", warmup_steps=30, seed=3, progress=False,
+               log_every=50, threads=1, tensorboard=False, eval_max_samples=None)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +45,7 @@ def trained(tmp_path_factory):
     model = GeneralistModel("nano", init_std=0.07, normformer=False, dropout=0.0)
     trainer = Trainer(output_dir=str(tmp / "run"), **TRAINER)
     result = trainer.fit(model, ts)
+    print("\nvideo e2e held-out metrics:", {k: v for k, v in result.metrics.items()}, "blind:", blind)
     return {"result": result, "trainer": trainer, "valid": valid, "blind": blind, "tmp": tmp}
 
 

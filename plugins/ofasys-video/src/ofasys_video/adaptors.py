@@ -60,7 +60,7 @@ class VideoAdaptor(Adaptor):
         self.shared = bool(shared)
         self.embed_time = nn.Embedding(max_steps, d_model)
         nn.init.normal_(self.embed_time.weight, 0.0, TEMPORAL_STD)
-        # space-time term: time gate (x) (row + column), so that where-and-when is linearly readable
+        # motion-weighted space-time term (see motion_term)
         self.space_time = space_time
         if space_time:
             self.time_gate = nn.Embedding(max_steps, d_model)
@@ -69,6 +69,23 @@ class VideoAdaptor(Adaptor):
             nn.init.normal_(self.time_gate.weight, 0.0, TEMPORAL_STD)
             for table in (self.st_rows, self.st_cols):
                 nn.init.normal_(table.weight, 0.0, TEMPORAL_STD / 2 ** 0.5)
+
+    def motion_term(self, emb: torch.Tensor, pos: torch.Tensor, pool: int = 1) -> torch.Tensor:
+        """``motion (N, T, L, 1) * time_gate[t] * (st_rows[row] + st_cols[col])``: a space-time position, weighted
+        by how much each cell differs from its own mean over the clip (RMS over the width, no learned weights;
+        the cell's 2-D position cancels in the difference). Static background gets ~0, the cells a moving,
+        appearing or recolouring shape passes through get a large weight, so where-and-when of what changes is in
+        the segment additively: a decoder reading it even with uniform attention sees the trajectory."""
+        n, t, L, d = emb.shape
+        if int(pos.max()) >= self.st_rows.num_embeddings:
+            raise ConfigError(f"a frame grid of {int(pos.max()) + 1} cells per side exceeds the VIDEO adaptor's "
+                              f"{self.st_rows.num_embeddings} space-time positions; use smaller frames")
+        dev = emb - emb.mean(dim=1, keepdim=True)
+        motion = dev.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()  # (N, T, L, 1)
+        where = self.st_rows(pos[..., 0]) + self.st_cols(pos[..., 1])  # (N, T, L, D)
+        step = torch.div(torch.arange(t, device=emb.device), pool, rounding_mode="floor")  # the pooled time step
+        gate = self.time_gate(step.clamp(max=self.time_gate.num_embeddings - 1)).view(1, t, 1, d)
+        return motion * gate.to(emb.dtype) * where.to(emb.dtype)
 
     def forward(self, payload: Any) -> Segment:
         if isinstance(payload, dict):
@@ -87,6 +104,8 @@ class VideoAdaptor(Adaptor):
         emb = seg.embeds.reshape(n, t, L, d)
         mask = seg.mask.reshape(n, t, L)
         pos = seg.pos.reshape(n, t, L, 2) if seg.pos is not None else None
+        if self.space_time and pos is not None and t > 1:
+            emb = emb + self.motion_term(emb, pos, pool)
         if pool > 1:
             steps = -(-t // pool)
             if steps * pool != t:  # pad the last group by repeating the last frame
@@ -102,15 +121,8 @@ class VideoAdaptor(Adaptor):
         if t > self.embed_time.num_embeddings:
             raise ConfigError(f"{t} time steps exceed the VIDEO adaptor's {self.embed_time.num_embeddings} temporal "
                               "positions; raise temporal_pool or lower num_frames")
-        steps = torch.arange(t, device=emb.device)
-        time = self.embed_time(steps).to(emb.dtype)  # (T, D)
+        time = self.embed_time(torch.arange(t, device=emb.device)).to(emb.dtype)  # (T, D)
         emb = emb + time.view(1, t, 1, d)
-        if self.space_time and pos is not None:
-            if int(pos.max()) >= self.st_rows.num_embeddings:
-                raise ConfigError(f"a frame grid of {int(pos.max()) + 1} cells per side exceeds the VIDEO adaptor's "
-                                  f"{self.st_rows.num_embeddings} space-time positions; use smaller frames")
-            where = self.st_rows(pos[..., 0]) + self.st_cols(pos[..., 1])  # (N, T, L, D)
-            emb = emb + self.time_gate(steps).to(emb.dtype).view(1, t, 1, d) * where.to(emb.dtype)
         return Segment(embeds=emb.reshape(n, t * L, d), mask=mask.reshape(n, t * L),
                        pos=None if pos is None else pos.reshape(n, t * L, 2), bias_kind=self.bias_kind)
 
