@@ -198,3 +198,50 @@ def test_phone_output_is_decoded_inside_the_phone_block():
     assert torch.isfinite(loss)
     out = rt.predict(_batch(rt, "phones", [{"wav": row["wav"]}], "test"), max_len=6)[0]
     assert out["phones"] and all(p in PHONES for p in out["phones"].split())
+
+
+def test_guided_attention_prefers_the_diagonal_over_the_text_span():
+    from ofasys_audio.criterion import guided_attention_loss, text_spans
+
+    # two samples "bos w1 w2 w3 speak this . eos" / "bos v1 speak this . eos pad pad": the text span is what differs
+    tokens = torch.tensor([[0, 11, 12, 13, 5, 6, 7, 2], [0, 21, 5, 6, 7, 2, 1, 1]])
+    mask = tokens != 1
+    start, length = text_spans({"tokens": tokens, "features": {}}, mask)
+    assert start.tolist() == [1, 1] and length.tolist() == [3, 1]
+    steps, s = 6, tokens.size(1)
+    step_mask = torch.ones(1, steps, dtype=torch.bool)
+    diag = torch.zeros(1, 1, steps, s)
+    anti = torch.zeros(1, 1, steps, s)
+    for t in range(steps):
+        diag[0, 0, t, 1 + t // 2] = 1.0  # w1 w1 w2 w2 w3 w3
+        anti[0, 0, t, 3 - t // 2] = 1.0
+    outside = torch.zeros(1, 1, steps, s)
+    outside[..., 5] = 1.0  # always on "this"
+    one = (torch.tensor([1]), torch.tensor([3]))
+    d, a, o = (float(guided_attention_loss(p, step_mask, *one, sigma=0.3)) for p in (diag, anti, outside))
+    assert d < 0.3 * a and o == pytest.approx(steps)
+
+
+def test_tts_criterion_adds_guided_attention_when_asked(runtime):
+    t = Task(name="tts_ga", instruction=TTS.replace("adaptor=audio_mel]", "adaptor=audio_mel,guided_attention=1]"))
+    runtime.add_task(t)
+    rows = corpus.rows()[:3]
+    b = _batch(runtime, "tts_ga", rows)
+    runtime.model.train()
+    loss, log = runtime.criteria["tts_ga"](runtime.model, b)
+    assert log["guided_attention"] > 0 and torch.isfinite(loss)
+
+
+def test_demo_tasks_are_registered_with_disjoint_held_out_rows():
+    from ofasys.plugins import get_manager
+
+    tasks = {d.name: d for d in get_manager().demo_tasks() if d.modality == "audio"}
+    assert set(tasks) == {"audio_asr", "audio_tts"}
+    for d in tasks.values():
+        plan = Task(name=d.name, instruction=d.instruction).plan
+        train, valid = d.rows("train", 50, 0), d.rows("valid", d.n_valid, 0)
+        assert len(train) == 50 and valid and all(c in train[0] for c in plan.columns())
+    asr_train, asr_valid = tasks["audio_asr"].rows("train", 204, 0), tasks["audio_asr"].rows("valid", 68, 0)
+    assert not {r["voice"] for r in asr_train} & {r["voice"] for r in asr_valid}
+    tts_train, tts_valid = tasks["audio_tts"].rows("train", 31, 0), tasks["audio_tts"].rows("valid", 3, 0)
+    assert not {r["text"] for r in tts_train} & {r["text"] for r in tts_valid}

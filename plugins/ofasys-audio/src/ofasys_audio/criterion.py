@@ -29,11 +29,83 @@ def _get(batch: Any, name: str, default: Any = None) -> Any:
     return getattr(batch, name, default)
 
 
+def text_spans(encoder: Any, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(start, length) per sample of the part of a token-only encoder input that varies between the samples of
+    the batch (the text of ``[TEXT:text] speak this.``: the instruction words around it are the same in every
+    sample). Falls back to every real position when the batch has one sample or feature segments."""
+    real = mask.sum(1)
+    start = torch.zeros_like(real)
+    tokens = _get(encoder, "tokens")
+    if tokens is None or _get(encoder, "features") or tokens.size(0) < 2 or tokens.shape != mask.shape:
+        return start, real
+    seqs = [tokens[i, : int(real[i])].tolist() for i in range(tokens.size(0))]
+    shortest = min(len(x) for x in seqs)
+    pre = 0
+    while pre < shortest and all(x[pre] == seqs[0][pre] for x in seqs):
+        pre += 1
+    suf = 0
+    while suf < shortest - pre and all(x[-1 - suf] == seqs[0][-1 - suf] for x in seqs):
+        suf += 1
+    length = real - pre - suf
+    if int(length.min()) < 1:
+        return start, real
+    return start + pre, length
+
+
+def guided_attention_loss(probs: Tensor, step_mask: Tensor, start: Tensor, length: Tensor,
+                          sigma: float) -> Tensor:
+    """Tachibana et al.'s guided attention: cross-attention probabilities ``probs`` (B, H, T, S) weighted by
+    ``1 - exp(-(s'/N - t/T)^2 / (2 sigma^2))`` (``s'`` the position inside the text span of length N, ``t`` the
+    decoder step of T), 1 outside the span; summed over source positions, averaged over heads, summed over
+    decoder steps."""
+    b, h, t, s = probs.shape
+    dev = probs.device
+    steps = step_mask.sum(1).clamp(min=1).to(probs.dtype)  # (B,)
+    tt = (torch.arange(t, device=dev, dtype=probs.dtype).unsqueeze(0) + 0.5) / steps.unsqueeze(1)  # (B, T)
+    pos = torch.arange(s, device=dev).unsqueeze(0) - start.unsqueeze(1)  # (B, S)
+    inside = (pos >= 0) & (pos < length.unsqueeze(1))
+    ss = (pos.to(probs.dtype) + 0.5) / length.clamp(min=1).unsqueeze(1).to(probs.dtype)
+    w = 1.0 - torch.exp(-((ss.unsqueeze(1) - tt.unsqueeze(2)) ** 2) / (2 * sigma ** 2))  # (B, T, S)
+    w = torch.where(inside.unsqueeze(1), w, torch.ones_like(w))
+    per_step = (probs * w.unsqueeze(1)).sum(-1).mean(1)  # (B, T)
+    return (per_step * step_mask.to(probs.dtype)).sum()
+
+
 class TTSCriterion(Criterion):
-    def __init__(self, adaptor_key: str, stop_pos_weight: float = 5.0, stop_weight: float = 1.0):
+    def __init__(self, adaptor_key: str, stop_pos_weight: float = 5.0, stop_weight: float = 1.0,
+                 guided_attention: float = 0.0, guided_sigma: float = 0.3):
         self.adaptor_key = adaptor_key
         self.stop_pos_weight = float(stop_pos_weight)
         self.stop_weight = float(stop_weight)
+        self.guided_attention = float(guided_attention)
+        self.guided_sigma = float(guided_sigma)
+
+    def _cross_attention(self, model, enc, embeds):
+        """Decoder states and the cross-attention probabilities (B, H, T, S) of every decoder layer (queries
+        captured with forward hooks; keys recomputed from the encoder states)."""
+        import math
+
+        layers = list(getattr(model, "decoder_layers", None) or [])
+        queries: list[Tensor] = []
+        hooks = [layer.cross_attn.q.register_forward_hook(lambda _m, _i, out: queries.append(out))
+                 for layer in layers]
+        try:
+            hidden = model.decode_embeds(embeds, enc)
+        finally:
+            for hk in hooks:
+                hk.remove()
+        probs = []
+        key_mask = enc.mask.clone()
+        key_mask[:, 0] |= ~enc.mask.any(1)
+        for layer, q in zip(layers, queries):
+            att = layer.cross_attn
+            k, _ = att.cross_kv(enc.hidden)  # (B, H, S, hd)
+            b, t, _ = q.shape
+            qh = q.view(b, t, att.h, att.hd).transpose(1, 2)
+            scores = (qh @ k.transpose(-1, -2)).float() / math.sqrt(att.hd)
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+            probs.append(scores.softmax(-1))
+        return hidden, probs
 
     def __call__(self, model, batch) -> tuple[Tensor, dict]:
         tf = _get(batch, "target_features")
@@ -44,7 +116,12 @@ class TTSCriterion(Criterion):
             enc = model.encode(_get(batch, "encoder"))
         adaptor = model.adaptor(self.adaptor_key)
         embeds, step_mask = adaptor.embed_target(tf)
-        pred = adaptor.predict(model.decode_embeds(embeds, enc))
+        probs: list[Tensor] = []
+        if self.guided_attention > 0 and model.training:
+            hidden, probs = self._cross_attention(model, enc, embeds)
+        else:
+            hidden = model.decode_embeds(embeds, enc)
+        pred = adaptor.predict(hidden)
         target = tf["mel"].to(pred["mel"].dtype)
         lengths = tf["lengths"].to(target.device)
         b, t, m = target.shape
@@ -62,7 +139,14 @@ class TTSCriterion(Criterion):
         n_frames = int(lengths.sum())
         spectral = (l1 + mse) / m
         loss = spectral + self.stop_weight * bce
-        logging = {"loss": float(loss.detach()), "mel_l1": float(l1.detach()) / (2 * m), "stop_bce":
+        ga = 0.0
+        if probs:
+            start, length = text_spans(_get(batch, "encoder"), enc.mask)
+            ga_t = sum(guided_attention_loss(p, step_mask, start, length, self.guided_sigma) for p in probs)
+            ga_t = ga_t / len(probs) * adaptor.r  # per frame, like the spectral terms
+            loss = loss + self.guided_attention * ga_t
+            ga = float(ga_t.detach())
+        logging = {"guided_attention": ga, "loss": float(loss.detach()), "mel_l1": float(l1.detach()) / (2 * m), "stop_bce":
                    float(bce.detach()), "nsentences": b, "sample_size": n_frames, "nframes": n_frames}
         return loss, logging
 

@@ -60,6 +60,9 @@ AUDIO = SlotType(
                   "Column of the phones the CTC loss uses (default 'phones'; without it the text target goes "
                   "through the shipped lexicon).", ("encoder",)),
         Attribute("frames_per_step", "int", 2, "Mel frames predicted per decoder step (audio_mel)."),
+        Attribute("guided_attention", "float", 0.0,
+                  "Text to speech: weight of a guided-attention loss pulling the decoder's cross-attention towards "
+                  "the diagonal of (text position, frame) (Tachibana et al. 2017); 0 = off.", ("decoder",)),
         Attribute("vocoder", "str", "griffin_lim",
                   "Vocoder of an AUDIO output: griffin_lim, or a name registered with "
                   "ofasys_audio.vocoder.register_vocoder / the 'ofasys_audio.vocoders' entry points.", ("decoder",)),
@@ -134,7 +137,7 @@ def ofasys_criterion(slot: Any, ctx: Any) -> Any:
     if slot.type == SLOT_TYPE:
         from .criterion import TTSCriterion
 
-        return TTSCriterion(slot.adaptor_key)
+        return TTSCriterion(slot.adaptor_key, guided_attention=float((slot.attrs or {}).get("guided_attention") or 0))
     if slot.type == "TEXT" and getattr(slot, "kind", "tokens") == "tokens":
         audio = _ctc_audio_slot(ctx)
         if audio is None:
@@ -176,6 +179,16 @@ def ofasys_postprocess(slot: Any, ctx: Any) -> Any:
     from .postprocess import AudioPostprocessor
 
     return AudioPostprocessor(slot, ctx.vocab)
+
+
+@hookimpl
+def ofasys_register_demo_tasks(register: Callable[..., None]) -> None:
+    """``audio_asr`` (speech recognition on a held-out voice; the gallery plays recordings with their transcript)
+    and ``audio_tts`` (text to speech; the gallery writes WAV files with players), from the bundled corpus."""
+    from .demo import demo_tasks
+
+    for task in demo_tasks():
+        register(task)
 
 
 @hookimpl
