@@ -17,8 +17,8 @@ DEMO = ("text_to_sql", "sudoku")
 def _splits(name: str, seed: int) -> dict:
     from .tasks import make_splits
 
-    directory = Path(tempfile.gettempdir()) / "ofasys-struct-demo" / f"seed-{seed}"
-    directory.mkdir(parents=True, exist_ok=True)
+    # a directory of this process's own: two demos running at once must not rewrite each other's database
+    directory = Path(tempfile.mkdtemp(prefix=f"ofasys-struct-demo-{seed}-"))
     return make_splits(directory, [name], seed=seed)[name]
 
 
