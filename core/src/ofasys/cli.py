@@ -292,16 +292,19 @@ def demo(output: Path = typer.Option(Path("demo"), "--output", "-o", help="Where
                                       help="Train a specialist per task and the generalist (dense and MoE) at equal "
                                            "compute, and print the specialist-vs-generalist table."),
          valid_samples: Optional[int] = typer.Option(None, "--valid-samples",
-                                                     help="Evaluate each task on at most this many held-out rows.")):
+                                                     help="Evaluate each task on at most this many held-out rows."),
+         tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated demo task names (default: all).")):
     """Train one small generalist on the bundled tasks of every installed plugin and show the results."""
     try:
         from .engine.demo import run_compare, run_demo
 
+        names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
         if compare:
-            run_compare(output, quick=quick, device=device, steps=steps, size=size, valid_samples=valid_samples)
+            run_compare(output, quick=quick, device=device, steps=steps, size=size, valid_samples=valid_samples,
+                        tasks=names)
         else:
             run_demo(output, quick=quick, device=device, steps=steps, size=size, variant=variant,
-                     valid_samples=valid_samples)
+                     valid_samples=valid_samples, tasks=names)
     except OfasysError as err:
         raise _fail(err)
 

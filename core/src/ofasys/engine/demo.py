@@ -19,6 +19,17 @@ PROFILES = {"quick": {"steps": 300, "scale": 0.5}, "default": {"steps": 1500, "s
 VARIANTS = ("dense", "moe")
 
 
+def select(demo: list, names: "list[str] | None") -> list:
+    """The demo tasks named (all when ``names`` is empty); unknown names are a ConfigError listing the known."""
+    if not names:
+        return demo
+    known = {d.name for d in demo}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown demo task(s) {', '.join(unknown)}; installed: {', '.join(sorted(known))}")
+    return [d for d in demo if d.name in names]
+
+
 def _tasks(demo: list, profile: dict, manager, only: str | None = None, valid_samples: int | None = None):
     from .task import Task
 
@@ -68,7 +79,7 @@ def _train(tasks, model, output: Path, steps: int, device: str, manager, progres
 
 def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int | None = None,
              size: str = "nano", manager=None, progress: bool | None = None, variant: str = "dense",
-             valid_samples: int | None = None) -> dict:
+             valid_samples: int | None = None, tasks: "list[str] | None" = None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
@@ -76,7 +87,7 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
 
     manager = manager or get_manager()
     con = Console(highlight=False)
-    demo = manager.demo_tasks()
+    demo = select(manager.demo_tasks(), tasks)
     if not demo:
         raise ConfigError('no installed plugin contributes demo tasks; install some: pip install "ofasys[all]"')
     profile = PROFILES["quick" if quick else "default"]
@@ -85,8 +96,8 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
     output.mkdir(parents=True, exist_ok=True)
     con.print(f"[bold]ofasys demo[/bold]: one {size} {variant} model, {len(demo)} tasks "
               f"({', '.join(sorted({d.modality for d in demo}))}), {steps} updates on {device}")
-    tasks, valid_rows = _tasks(demo, profile, manager, valid_samples=valid_samples)
-    trainer, result, elapsed = _train(tasks, _model(size, variant, tasks), output / "run", steps, device, manager,
+    built, valid_rows = _tasks(demo, profile, manager, valid_samples=valid_samples)
+    trainer, result, elapsed = _train(built, _model(size, variant, built), output / "run", steps, device, manager,
                                       progress)
     served = OFASys(trainer.runtime)
 
@@ -121,7 +132,7 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
 
 def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: int | None = None,
                 size: str = "nano", manager=None, progress: bool | None = None,
-                valid_samples: int | None = None) -> dict:
+                valid_samples: int | None = None, tasks: "list[str] | None" = None) -> dict:
     """Specialists vs the generalist (dense and MoE) at equal compute, in the seed's table shape.
 
     Each specialist trains ``steps`` updates of its one task; each generalist trains ``steps`` updates in which
@@ -133,7 +144,7 @@ def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: i
 
     manager = manager or get_manager()
     con = Console(highlight=False)
-    demo = manager.demo_tasks()
+    demo = select(manager.demo_tasks(), tasks)
     if not demo:
         raise ConfigError('no installed plugin contributes demo tasks; install some: pip install "ofasys[all]"')
     profile = PROFILES["quick" if quick else "default"]
@@ -144,22 +155,30 @@ def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: i
     times: dict[str, float] = {}
     for d in demo:
         con.print(f"specialist [bold]{d.name}[/bold]: {steps} updates")
-        tasks, _ = _tasks(demo, profile, manager, only=d.name, valid_samples=valid_samples)
-        _, res, el = _train(tasks, _model(size, "dense", tasks), output / "specialists" / d.name, steps, device,
+        built, _ = _tasks(demo, profile, manager, only=d.name, valid_samples=valid_samples)
+        _, res, el = _train(built, _model(size, "dense", built), output / "specialists" / d.name, steps, device,
                             manager, progress)
         scores[d.name]["specialist"] = res.metrics.get(d.name, {}).get(d.metric)
         times["specialists"] = times.get("specialists", 0.0) + el
     for variant in VARIANTS:
         con.print(f"generalist ({variant}): {len(demo)} tasks, {steps} updates")
-        tasks, _ = _tasks(demo, profile, manager, valid_samples=valid_samples)
-        _, res, el = _train(tasks, _model(size, variant, tasks), output / f"generalist-{variant}", steps, device,
+        built, _ = _tasks(demo, profile, manager, valid_samples=valid_samples)
+        _, res, el = _train(built, _model(size, variant, built), output / f"generalist-{variant}", steps, device,
                             manager, progress)
         for d in demo:
             scores[d.name][variant] = res.metrics.get(d.name, {}).get(d.metric)
         times[variant] = el
 
-    def ratio(a, b):
-        return None if a is None or not b else round(a / b, 3)
+    registered = manager.metrics()
+
+    def ratio(generalist, specialist, metric):
+        """generalist / specialist for higher-is-better metrics, specialist / generalist for error rates, so
+        1.0 means parity and below 1.0 means the generalist is worse either way."""
+        if generalist is None or specialist is None:
+            return None
+        higher = getattr(registered.get(metric), "higher_is_better", True)
+        num, den = (generalist, specialist) if higher else (specialist, generalist)
+        return round(num / den, 3) if den else None
 
     rows = []
     table = Table(title=f"specialist vs generalist, {size}, {steps} updates each (equal compute)")
@@ -170,8 +189,8 @@ def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: i
         s = scores[d.name]
         row = {"task": d.name, "modality": d.modality, "dataset": "bundled (generated)", "metric": d.metric,
                "specialist": s.get("specialist"), "generalist": s.get("dense"), "generalist_moe": s.get("moe"),
-               "ratio": ratio(s.get("dense"), s.get("specialist")),
-               "ratio_moe": ratio(s.get("moe"), s.get("specialist"))}
+               "ratio": ratio(s.get("dense"), s.get("specialist"), d.metric),
+               "ratio_moe": ratio(s.get("moe"), s.get("specialist"), d.metric)}
         rows.append(row)
         fmt = (lambda v: "-" if v is None else f"{v:.1f}")
         table.add_row(d.name, d.modality, row["dataset"], d.metric, fmt(row["specialist"]), fmt(row["generalist"]),
