@@ -161,7 +161,7 @@ class ImageSaver:
 
 class CodePostprocessor(Postprocessor):
     """Codes -> image: ``{"image": PIL RGB, "codes": [...], "save_image": ImageSaver}`` (plus ``candidates``,
-    the images of every reranked sample, and ``scores`` when ``candidates`` > 1)."""
+    the images of every reranked sample, their ``candidate_codes`` and ``scores`` when ``candidates`` > 1)."""
 
     def __init__(self, slot: Any, vocab: Any):
         super().__init__(slot, vocab)
@@ -193,10 +193,14 @@ class CodePostprocessor(Postprocessor):
         else:
             ids, cands = prediction, None
         codes = self.to_codes(ids)
-        image = self.decode([codes])[0]
+        if cands:  # the kept sample's image as the scorer saw it
+            image = prediction["candidate_images"][prediction["best"]]
+        else:
+            image = self.decode([codes])[0]
         out: dict[str, Any] = {"image": image, "codes": codes, "save_image": ImageSaver(image)}
         if cands:
             out["candidates"] = prediction.get("candidate_images")
+            out["candidate_codes"] = [list(c) for c in cands]
             out["scores"] = list(prediction.get("scores", []))
         return out
 
@@ -281,8 +285,8 @@ class CodeGenerator(Generator):
             else:
                 scores = [float(h.score) for h in hs]
             best = max(range(len(hs)), key=lambda k: scores[k])
-            preds.append({"ids": list(hs[best].tokens), "candidates": codes, "candidate_images": images,
-                          "scores": scores})
+            preds.append({"ids": list(hs[best].tokens), "best": best, "candidates": codes,
+                          "candidate_images": images, "scores": scores})
         return preds
 
 
