@@ -10,9 +10,10 @@ from ofasys_image import demo
 
 def test_demo_tasks_are_registered_once_each():
     tasks = [t for t in get_manager().demo_tasks() if t.modality == "image"]
-    assert sorted(t.name for t in tasks) == ["shapes_caption", "shapes_grounding"]
+    # shapes_text_to_image comes from ofasys_image.generation (image_vqgan; showcase tested in test_image_generation)
+    assert sorted(t.name for t in tasks) == ["shapes_caption", "shapes_grounding", "shapes_text_to_image"]
     for t in tasks:
-        assert t.showcase is not None and t.metric in ("iou_acc", "bleu")
+        assert t.showcase is not None and t.metric in ("iou_acc", "bleu", "shape_attributes")
         build_plan(t.instruction, manager=get_manager(), task=t.name)  # plans without error
 
 
