@@ -40,6 +40,7 @@ IMAGE = SlotType(
     components={
         "preprocess": ("image", VQGAN),
         "adaptor": ("image_resnet", "image_patch", VQGAN),
+        "generator": (VQGAN,),  # image_vqgan outputs; generator=sequence gives the core's plain token decoding
         "postprocess": (VQGAN,),
     },
     output_fields=("image",),
@@ -147,7 +148,7 @@ def ofasys_adapt(slot: Any, ctx: Any) -> Any:
 def ofasys_generate(slot: Any, ctx: Any) -> Any:
     """Generation of an ``image_vqgan`` output: exactly ``h*w`` code tokens, greedy or sampled, optionally several
     candidates reranked by a scorer (:class:`~ofasys_image.generation.CodeGenerator`)."""
-    if not (_codes(slot) and slot.side == "decoder"):
+    if not (_codes(slot) and slot.side == "decoder") or (slot.components or {}).get("generator") == "sequence":
         return None
     from .generation import CodeGenerator
 
