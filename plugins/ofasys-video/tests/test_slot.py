@@ -173,3 +173,17 @@ def test_video_slots_of_one_model_must_agree_on_the_frame_adaptor():
     batch = pipe.collate([pipe.make_sample(r, "valid", random.Random(0)) for r in rows(2)])
     with pytest.raises(Exception, match="frame_adaptor=image_resnet"):
         rt.loss(batch)
+
+
+def test_demo_tasks_are_registered_with_rows_and_a_showcase():
+    from ofasys.plugins import PluginManager
+
+    manager = PluginManager()
+    manager.load_all()
+    demo = {d.name: d for d in manager.demo_tasks() if d.modality == "video"}
+    assert sorted(demo) == ["video_direction", "video_qa"]
+    for d in demo.values():
+        train, valid = d.rows("train", 3, 0), d.rows("valid", 3, 0)
+        assert {r["clip"] for r in train}.isdisjoint({r["clip"] for r in valid})
+        assert d.showcase is not None and d.metric == "accuracy"
+        Task(d.name, d.instruction).add_dataset(train, "train")  # plans, and the rows fit the instruction
