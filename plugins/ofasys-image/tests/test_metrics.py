@@ -87,6 +87,14 @@ def test_map50_ranks_generated_boxes_by_order_without_scores():
     assert map50([[([0, 0, 10, 10], "a")]], [[([0, 0, 10, 10], "b")]]) == 0.0  # wrong class
 
 
+def test_map50_counts_an_unfinished_generated_box_as_no_detection():
+    # the BOX postprocessor gives None for a box of fewer than 4 bins; evaluation of a half-trained model meets it
+    refs = [[[0, 0, 10, 10], [20, 20, 30, 30]]]
+    assert map50([[None, [0, 0, 10, 10], [20, 20, 30, 30]]], refs) == pytest.approx(100.0)
+    assert map50([[(None, "a"), ([0, 0, 10, 10], "a")]], [[([0, 0, 10, 10], "a")]]) == pytest.approx(100.0)
+    assert map50([[None]], refs) == 0.0
+
+
 def test_metrics_are_registered():
     from ofasys.plan import build_plan
 

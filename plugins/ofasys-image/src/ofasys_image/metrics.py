@@ -242,6 +242,8 @@ def _detections(value: Any, with_scores: bool) -> list[tuple[list[float], Any, f
     items = list(value or [])
     for k, it in enumerate(items):
         label, score = None, float(len(items) - k)
+        if it is None or (isinstance(it, (list, tuple)) and len(it) in (2, 3) and it[0] is None):
+            continue  # a box the model did not finish (the postprocessor gives None): no detection
         if isinstance(it, dict):
             box = _as_box(it.get("box"))
             label = it.get("label")
