@@ -97,13 +97,24 @@ def build_bart(cfg: ModelConfig, vocab: int):
         return BartForConditionalGeneration(bc)
 
 
+def ours_config(cfg: ModelConfig, args) -> ModelConfig:
+    """Our model's config: ``cfg`` with the ``--ours`` overrides (``key=value`` comma list)."""
+    over = {}
+    for item in filter(None, getattr(args, "ours", "").split(",")):
+        k, v = item.split("=", 1)
+        over[k] = {"true": True, "false": False}.get(v.lower(), v)
+        if isinstance(over[k], str):
+            over[k] = type(getattr(cfg, k))(v)
+    return ModelConfig.from_dict({**cfg.to_dict(), **over}) if over else cfg
+
+
 def train_steps(model_name: str, cfg: ModelConfig, args):
     """(model, step function) for one contender, on the shared batch."""
     src, src_mask, prev, target = make_batch(args.batch, args.src_len, args.tgt_len, args.vocab)
     torch.manual_seed(0)
     fused = {"fused": True, "foreach": False}[args.optim]
     if model_name == "ours":
-        model = GeneralistModel(cfg).train()
+        model = GeneralistModel(ours_config(cfg, args)).train()
         crit = TokenCriterion(0.1)
         batch = {"encoder": EncoderBatch.from_tokens(src), "prev_tokens": prev, "target": target}
         opt = speed.adamw(model.parameters(), lr=1e-4, weight_decay=0.0, fused=fused)
@@ -170,7 +181,7 @@ def memory_probe(args) -> None:
 def measure_memory(size: str, who: str, args) -> float | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-probe", who, "--sizes", size, "--vocab",
            str(args.vocab), "--batch", str(args.batch), "--src-len", str(args.src_len), "--tgt-len",
-           str(args.tgt_len), "--threads", str(args.threads), "--optim", args.optim]
+           str(args.tgt_len), "--threads", str(args.threads), "--optim", args.optim, "--ours", args.ours]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=True).stdout
         return json.loads(out.strip().splitlines()[-1])["peak_step_mib"]
@@ -201,7 +212,7 @@ def bench_size(size: str, args, parts: set[str]) -> dict:
     gen_parts = [p for p in ("greedy", "greedy_b1", "beam") if p in parts]
     if gen_parts:
         torch.manual_seed(0)
-        ours = GeneralistModel(cfg).eval()
+        ours = GeneralistModel(ours_config(cfg, args)).eval()
         bart = build_bart(cfg, args.vocab).eval()
         src, src_mask, _, _ = make_batch(max(args.gen_batch, 1), args.src_len, args.tgt_len, args.vocab)
         L = args.gen_len
@@ -260,6 +271,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--optim", choices=("fused", "foreach"), default="fused",
                     help="AdamW implementation, the same for both models")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--ours", default="", help="overrides of our model's config, e.g. normformer=false "
+                                               "(OFA's NormFormer extras off: BART's layer structure)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "model_vs_bart.json"))
     ap.add_argument("--memory-probe", choices=("ours", "bart"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
