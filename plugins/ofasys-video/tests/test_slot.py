@@ -187,3 +187,14 @@ def test_demo_tasks_are_registered_with_rows_and_a_showcase():
         assert {r["clip"] for r in train}.isdisjoint({r["clip"] for r in valid})
         assert d.showcase is not None and d.metric == "accuracy"
         Task(d.name, d.instruction).add_dataset(train, "train")  # plans, and the rows fit the instruction
+
+
+def test_default_frame_adaptor_is_the_image_resnet_shared_with_default_image_slots():
+    ins = ("[IMAGE:img,patch_image_size=32] [VIDEO:clip,num_frames=2,patch_image_size=32] "
+           "does the picture show the first frame? -> [TEXT:same,closed_set]")
+    rt, model = runtime_for({"mixed": ins}, data_of={"mixed": mixed_rows(2)})
+    assert model.adaptor("VIDEO.video_image_sequence").frames is model.adaptor("IMAGE.image_resnet")
+    pipe = rt.pipelines["mixed"]
+    batch = pipe.collate([pipe.make_sample(r, "train", random.Random(i)) for i, r in enumerate(mixed_rows(2))])
+    loss, _ = rt.loss(batch)
+    assert torch.isfinite(loss)

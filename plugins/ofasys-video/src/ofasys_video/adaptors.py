@@ -1,4 +1,5 @@
-"""The VIDEO adaptor: frames through an IMAGE adaptor, a temporal position embedding, optional temporal pooling.
+"""The VIDEO adaptor: frames through an IMAGE adaptor, a motion-weighted space-time term, a temporal position
+embedding, optional temporal pooling.
 
 ``video_image_sequence`` (the default) runs the frames through **the model's IMAGE adaptor** of the variant
 named by ``frame_adaptor`` (``IMAGE.image_resnet`` or ``IMAGE.image_patch``): one set of weights serves IMAGE
@@ -10,8 +11,9 @@ The module is also a submodule of the VIDEO adaptor (``.frames``): the optimizer
 
 ``video_own_frames`` builds a private frame encoder of the same kind instead (no sharing).
 
-Each frame becomes the IMAGE adaptor's grid of cells (``LayerNorm(content) + row + column`` embeddings);
-``temporal_pool`` averages the cells of that many consecutive frames (the last group is padded by repeating
+Each frame becomes the IMAGE adaptor's grid of cells (``LayerNorm(content) + row + column`` embeddings); the
+motion-weighted space-time term (:meth:`VideoAdaptor.motion_term`) puts where-and-when of what changes into the
+embeddings; ``temporal_pool`` averages the cells of that many consecutive frames (the last group is padded by repeating
 the last frame), bounding the sequence at ``ceil(T / pool) * cells``; a learned temporal embedding (unit scale,
 like the image positions) is added per time step. The segment keeps the image's 2-D positions for the
 ``image2d`` relative bias, so the 2-D bias table is shared with IMAGE too.
