@@ -8,7 +8,6 @@ shape? Some training rows are deliberately bad and must be counted and skipped.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 
 import numpy as np
@@ -145,4 +144,3 @@ def test_demo_showcase_writes_a_picture_of_generations(served, held_out, tmp_pat
     assert items and "<img" in items[0]["html"] and "match" in items[0]["html"]
     sheet = Image.open(tmp_path / "text_to_image.png")
     assert sheet.size[0] > 12 * 96
-    random.seed(0)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ofasys.components import Postprocessor, Preprocessor, SampleContext, Tokens
-from ofasys.errors import ConfigError, DataError, PlanError
+from ofasys.errors import ConfigError, PlanError
 from ofasys.generation import Generator
 
 from . import vq
@@ -478,8 +478,6 @@ def image_psnr_metric(predictions: list, references: list) -> float:
     generated size (an infilling score; a missing prediction scores 0 dB)."""
     if not predictions:
         return 0.0
-    import torch
-
     from .io import load_image
     from .vq.model import psnr, to_pixels
 
@@ -490,7 +488,7 @@ def image_psnr_metric(predictions: list, references: list) -> float:
         a = to_pixels([p], p.width)
         b = to_pixels([load_image(r, "reference image")], p.width)
         total += float(psnr(a, b).mean())
-    return total / len(predictions) if torch is not None else 0.0
+    return total / len(predictions)
 
 
 # ----------------------------------------------------------------------------------------------------- demo

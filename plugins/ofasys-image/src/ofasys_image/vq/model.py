@@ -4,7 +4,6 @@ gradients, commitment loss) -> conv decoder. Pixels are in [-1, 1] (OFA's normal
 from __future__ import annotations
 
 import json
-import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -220,4 +219,4 @@ def reconstruction_psnr(tokenizer: VQAutoencoder, images: list) -> float:
     return float(psnr(rec, x).mean())
 
 
-__all__ = ["VQAutoencoder", "load_tokenizer", "psnr", "reconstruction_psnr", "to_images", "to_pixels", "math"]
+__all__ = ["VQAutoencoder", "load_tokenizer", "psnr", "reconstruction_psnr", "to_images", "to_pixels"]
