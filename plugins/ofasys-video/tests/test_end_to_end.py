@@ -15,13 +15,14 @@ from ofasys_video import data, tasks
 
 pytestmark = pytest.mark.slow
 
-STEPS = 450
+STEPS = 500
 N_TRAIN, N_VALID = 500, 100
 # task -> (metric, stated held-out threshold, what a model that ignores the video scores on the same rows)
-# measured with this file (seed 3, 450 updates): direction 67.0, qa 45.0; thresholds ~75-80 % of that
+# measured with this file (seed 3): direction 91.0, qa 57.0 after 500 updates; thresholds ~77-79 % of that.
+# Learning is late and abrupt (same run: 31 / 33 at update 400, 67 / 45 at 450), hence 500 updates.
 THRESHOLDS = {
-    "direction": ("accuracy", 50.0, 27.0),  # the most frequent training direction
-    "qa": ("accuracy", 36.0, 30.0),  # the most frequent training answer to each question
+    "direction": ("accuracy", 70.0, 27.0),  # the most frequent training direction
+    "qa": ("accuracy", 45.0, 30.0),  # the most frequent training answer to each question
 }
 # constant lr after warm-up: with a linear decay to 0 the direction of motion was not learned by the time the lr
 # had shrunk (measured: 20 % = one class at step 200 of 300); at 1e-3 constant, direction alone jumps from 28 % at
