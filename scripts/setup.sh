@@ -57,8 +57,14 @@ case "$what" in
       fi
     fi
     log "running the test suite"
+    # one pytest worker per core, each file on one worker (its module fixture trains once), one torch thread
+    # per worker so the workers do not fight over the cores; OFASYS_TEST_WORKERS=0 runs in this process
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+    workers=${OFASYS_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}
+    xdist=()
+    if [ "$workers" -gt 1 ]; then xdist=(-n "$workers" --dist loadfile); fi
     set +e
-    "$VENV/bin/python" -m pytest "$@"
+    "$VENV/bin/python" -m pytest "${xdist[@]}" "$@"
     rc=$?
     set -e
     if [ "$rc" -eq 5 ]; then
