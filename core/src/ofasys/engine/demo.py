@@ -213,6 +213,7 @@ def _page(results: dict, gallery: list[dict]) -> str:
                     f"{html.escape(str(g.get('title', '')))}</p>{g['html']}</div>" for g in gallery)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>ofasys demo</title>
+<base href="gallery/"><!-- showcases give paths relative to the gallery folder -->
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:4px 8px}}.gallery{{display:flex;flex-wrap:wrap;gap:1em}}.item{{border:1px solid #ddd;padding:.5em;
 max-width:28em}}img{{max-width:100%}}</style></head><body>
