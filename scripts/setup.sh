@@ -59,8 +59,9 @@ case "$what" in
     log "running the test suite"
     # one pytest worker per core, each file on one worker (its module fixture trains once), one torch thread
     # per worker so the workers do not fight over the cores; OFASYS_TEST_WORKERS=0 runs in this process
+    # (cores counted before OMP_NUM_THREADS is set: GNU nproc reports OMP_NUM_THREADS when it is set)
+    workers=${OFASYS_TEST_WORKERS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-    workers=${OFASYS_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}
     xdist=()
     if [ "$workers" -gt 1 ]; then xdist=(-n "$workers" --dist loadfile); fi
     set +e
