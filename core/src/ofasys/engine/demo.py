@@ -66,6 +66,18 @@ def _model(size: str, variant: str, tasks: list):
     return GeneralistModel(size, moe_modalities=moe_modalities(tasks)) if variant == "moe" else GeneralistModel(size)
 
 
+def _setup(manager, names, quick: bool, steps: int | None, output) -> tuple:
+    """The plugin manager, the selected demo tasks, the profile, the number of updates and the output folder."""
+    manager = manager or get_manager()
+    demo = select(manager.demo_tasks(), names)
+    if not demo:
+        raise ConfigError('no installed plugin contributes demo tasks; install some: pip install "ofasys[all]"')
+    profile = PROFILES["quick" if quick else "default"]
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    return manager, demo, profile, steps or profile["steps"], output
+
+
 def _train(tasks, model, output: Path, steps: int, device: str, manager, progress, seed: int = 1):
     from .trainer import Trainer
 
@@ -85,15 +97,8 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
 
     from .inference import OFASys
 
-    manager = manager or get_manager()
+    manager, demo, profile, steps, output = _setup(manager, tasks, quick, steps, output)
     con = Console(highlight=False)
-    demo = select(manager.demo_tasks(), tasks)
-    if not demo:
-        raise ConfigError('no installed plugin contributes demo tasks; install some: pip install "ofasys[all]"')
-    profile = PROFILES["quick" if quick else "default"]
-    steps = steps or profile["steps"]
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     con.print(f"[bold]ofasys demo[/bold]: one {size} {variant} model, {len(demo)} tasks "
               f"({', '.join(sorted({d.modality for d in demo}))}), {steps} updates on {device}")
     built, valid_rows = _tasks(demo, profile, manager, valid_samples=valid_samples)
@@ -142,15 +147,8 @@ def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: i
     from rich.console import Console
     from rich.table import Table
 
-    manager = manager or get_manager()
+    manager, demo, profile, steps, output = _setup(manager, tasks, quick, steps, output)
     con = Console(highlight=False)
-    demo = select(manager.demo_tasks(), tasks)
-    if not demo:
-        raise ConfigError('no installed plugin contributes demo tasks; install some: pip install "ofasys[all]"')
-    profile = PROFILES["quick" if quick else "default"]
-    steps = steps or profile["steps"]
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     scores: dict[str, dict[str, float | None]] = {d.name: {} for d in demo}
     times: dict[str, float] = {}
     for d in demo:
