@@ -144,11 +144,9 @@ def wrap(runtime, mode: str, env: DistEnv, device: torch.device) -> nn.Module:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
-        # a micro-batch of one task leaves other tasks' adaptors, bias tables and modality experts unused
-        model = runtime.model
-        partial = bool(len(getattr(model, "adaptors", ()))) or bool(getattr(model, "moe_keys", ())) or len(
-            getattr(model, "rel_bias", ())) > 3
-        return DDP(module, device_ids=ids, find_unused_parameters=partial)
+        # a micro-batch of one task can leave parameters unused: other tasks' adaptors, bias tables and modality
+        # experts, and tables a fast path skips (e.g. the cross-segment bias of a one-segment text batch)
+        return DDP(module, device_ids=ids, find_unused_parameters=True)
     from torch.distributed.fsdp import fully_shard
 
     model = runtime.model
