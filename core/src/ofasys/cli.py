@@ -293,7 +293,10 @@ def demo(output: Path = typer.Option(Path("demo"), "--output", "-o", help="Where
                                            "compute, and print the specialist-vs-generalist table."),
          valid_samples: Optional[int] = typer.Option(None, "--valid-samples",
                                                      help="Evaluate each task on at most this many held-out rows."),
-         tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated demo task names (default: all).")):
+         tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated demo task names (default: all)."),
+         train_fraction: Optional[float] = typer.Option(None, "--train-fraction",
+                                                        help="Fraction of each task's bundled training rows."),
+         micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Cap on every task's micro-batch.")):
     """Train one small generalist on the bundled tasks of every installed plugin and show the results."""
     try:
         from .engine.demo import run_compare, run_demo
@@ -301,10 +304,11 @@ def demo(output: Path = typer.Option(Path("demo"), "--output", "-o", help="Where
         names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
         if compare:
             run_compare(output, quick=quick, device=device, steps=steps, size=size, valid_samples=valid_samples,
-                        tasks=names)
+                        tasks=names, train_fraction=train_fraction, micro_batch=micro_batch)
         else:
             run_demo(output, quick=quick, device=device, steps=steps, size=size, variant=variant,
-                     valid_samples=valid_samples, tasks=names)
+                     valid_samples=valid_samples, tasks=names, train_fraction=train_fraction,
+                     micro_batch=micro_batch)
     except OfasysError as err:
         raise _fail(err)
 

@@ -15,7 +15,11 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..plugins import get_manager
 
-PROFILES = {"quick": {"steps": 300, "scale": 0.5}, "default": {"steps": 1500, "scale": 1.0}}
+#: ``steps`` updates; ``scale``: the fraction of each task's bundled training rows; ``micro_batch``: a cap on each
+#: task's micro-batch (None: the task's own); ``valid``: a cap on held-out rows per task (None: the task's own).
+#: ``quick`` is sized to finish in under 5 minutes on 2 CPU cores with every plugin installed.
+PROFILES = {"quick": {"steps": 150, "scale": 0.5, "micro_batch": 8, "valid": 30},
+            "default": {"steps": 1500, "scale": 1.0, "micro_batch": None, "valid": None}}
 VARIANTS = ("dense", "moe")
 
 
@@ -31,6 +35,8 @@ def select(demo: list, names: "list[str] | None") -> list:
 
 
 def _tasks(demo: list, profile: dict, manager, only: str | None = None, valid_samples: int | None = None):
+    valid_samples = valid_samples or profile.get("valid")
+    cap = profile.get("micro_batch")
     from .task import Task
 
     tasks, valid_rows = [], {}
@@ -38,7 +44,8 @@ def _tasks(demo: list, profile: dict, manager, only: str | None = None, valid_sa
         if only is not None and d.name != only:
             continue
         n_train = max(32, int(d.n_train * profile["scale"]))
-        t = Task(name=d.name, instruction=d.instruction, micro_batch_size=d.micro_batch_size, metrics=[d.metric],
+        mbs = min(d.micro_batch_size, cap) if cap else d.micro_batch_size
+        t = Task(name=d.name, instruction=d.instruction, micro_batch_size=mbs, metrics=[d.metric],
                  generation=d.generation, manager=manager)
         t.add_dataset(d.rows("train", n_train, 0), "train")
         valid_rows[d.name] = d.rows("valid", min(d.n_valid, valid_samples or d.n_valid), 0)
@@ -66,13 +73,15 @@ def _model(size: str, variant: str, tasks: list):
     return GeneralistModel(size, moe_modalities=moe_modalities(tasks)) if variant == "moe" else GeneralistModel(size)
 
 
-def _setup(manager, names, quick: bool, steps: int | None, output) -> tuple:
-    """The plugin manager, the selected demo tasks, the profile, the number of updates and the output folder."""
+def _setup(manager, names, quick: bool, steps: int | None, output, overrides: dict | None = None) -> tuple:
+    """The plugin manager, the selected demo tasks, the profile (with ``overrides``), the number of updates and
+    the output folder."""
     manager = manager or get_manager()
     demo = select(manager.demo_tasks(), names)
     if not demo:
         raise ConfigError('no installed plugin contributes demo tasks; install some: pip install "ofasys[all]"')
-    profile = PROFILES["quick" if quick else "default"]
+    profile = {**PROFILES["quick" if quick else "default"],
+               **{k: v for k, v in (overrides or {}).items() if v is not None}}
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     return manager, demo, profile, steps or profile["steps"], output
@@ -91,13 +100,15 @@ def _train(tasks, model, output: Path, steps: int, device: str, manager, progres
 
 def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int | None = None,
              size: str = "nano", manager=None, progress: bool | None = None, variant: str = "dense",
-             valid_samples: int | None = None, tasks: "list[str] | None" = None) -> dict:
+             valid_samples: int | None = None, tasks: "list[str] | None" = None,
+             train_fraction: float | None = None, micro_batch: int | None = None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
     from .inference import OFASys
 
-    manager, demo, profile, steps, output = _setup(manager, tasks, quick, steps, output)
+    manager, demo, profile, steps, output = _setup(manager, tasks, quick, steps, output,
+                                                   {"scale": train_fraction, "micro_batch": micro_batch})
     con = Console(highlight=False)
     con.print(f"[bold]ofasys demo[/bold]: one {size} {variant} model, {len(demo)} tasks "
               f"({', '.join(sorted({d.modality for d in demo}))}), {steps} updates on {device}")
@@ -137,7 +148,8 @@ def run_demo(output: Path, quick: bool = False, device: str = "cpu", steps: int 
 
 def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: int | None = None,
                 size: str = "nano", manager=None, progress: bool | None = None,
-                valid_samples: int | None = None, tasks: "list[str] | None" = None) -> dict:
+                valid_samples: int | None = None, tasks: "list[str] | None" = None,
+                train_fraction: float | None = None, micro_batch: int | None = None) -> dict:
     """Specialists vs the generalist (dense and MoE) at equal compute, in the seed's table shape.
 
     Each specialist trains ``steps`` updates of its one task; each generalist trains ``steps`` updates in which
@@ -147,7 +159,8 @@ def run_compare(output: Path, quick: bool = False, device: str = "cpu", steps: i
     from rich.console import Console
     from rich.table import Table
 
-    manager, demo, profile, steps, output = _setup(manager, tasks, quick, steps, output)
+    manager, demo, profile, steps, output = _setup(manager, tasks, quick, steps, output,
+                                                   {"scale": train_fraction, "micro_batch": micro_batch})
     con = Console(highlight=False)
     scores: dict[str, dict[str, float | None]] = {d.name: {} for d in demo}
     times: dict[str, float] = {}
