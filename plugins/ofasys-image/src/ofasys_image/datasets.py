@@ -43,7 +43,9 @@ INSTRUCTIONS = {
 TASKS = ("caption", "vqa", "entailment", "grounding", "grounded_caption", "detection")
 
 
-def _draw(draw, shape: str, box: list[int], color: tuple[int, int, int]) -> None:
+def draw_shape(draw, shape: str, box: list[float], color: tuple[int, int, int]) -> None:
+    """Draw a filled ``circle``, ``square`` or ``triangle`` inside ``box`` (x0, y0, x1, y1; x1/y1 exclusive) with
+    a PIL ``ImageDraw``; the video plugin draws its frames with it too."""
     x0, y0, x1, y1 = box
     if shape == "circle":
         draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=color)
@@ -80,7 +82,7 @@ def shapes_scene(rng: random.Random, size: int = 64, min_objects: int = 1, max_o
                 objects.append({"shape": shape, "color": color, "box": box})
                 break
     for o in objects:
-        _draw(draw, o["shape"], o["box"], COLORS[o["color"]])
+        draw_shape(draw, o["shape"], o["box"], COLORS[o["color"]])
     objects.sort(key=lambda o: (o["box"][0], o["box"][1]))
     return {"image": img, "objects": objects}
 

@@ -51,7 +51,7 @@ def text_to_image_rows(n: int, seed: int = 0, size: int = SIZE) -> list[dict]:
     size and a small shift): a task a nano model learns in a few hundred CPU updates."""
     from PIL import Image, ImageDraw
 
-    from .datasets import COLORS, SHAPES, _draw
+    from .datasets import COLORS, SHAPES, draw_shape
 
     rng = random.Random(f"text_to_image:{seed}")
     rows = []
@@ -62,7 +62,7 @@ def text_to_image_rows(n: int, seed: int = 0, size: int = SIZE) -> list[dict]:
         x0 = (size - side) // 2 + rng.randint(-shift, shift)
         y0 = (size - side) // 2 + rng.randint(-shift, shift)
         img = Image.new("RGB", (size, size), BACKGROUND)
-        _draw(ImageDraw.Draw(img), shape, [x0, y0, x0 + side, y0 + side], COLORS[color])
+        draw_shape(ImageDraw.Draw(img), shape, [x0, y0, x0 + side, y0 + side], COLORS[color])
         rows.append({"prompt": f"a {color} {shape}", "img": img, "color": color, "shape": shape})
     return rows
 

@@ -50,13 +50,9 @@ def _palette() -> tuple[dict[str, tuple[int, int, int]], tuple[str, ...]]:
 
 
 def _draw_shape(draw, shape: str, box: list[float], color: tuple[int, int, int]) -> None:
-    x0, y0, x1, y1 = box
-    if shape == "circle":
-        draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=color)
-    elif shape == "square":
-        draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=color)
-    else:
-        draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2, y0)], fill=color)
+    from ofasys_image.datasets import draw_shape
+
+    draw_shape(draw, shape, box, color)
 
 
 def make_clip(rng: random.Random, size: int = 32, min_frames: int = 8, max_frames: int = 12) -> dict:
