@@ -211,3 +211,55 @@ def test_compile_option_is_off_by_default_on_cpu_and_validated():
     assert speed.maybe_compile(m, None, torch.device("cpu")) is m  # default: not compiled on CPU
     with pytest.raises(ValueError, match="mode"):
         speed.maybe_compile(m, True, torch.device("cpu"), mode="fastest")
+
+
+def _greedy(m: GeneralistModel, batch: EncoderBatch) -> list:
+    from ofasys.generation import SequenceGenerator
+
+    gen = SequenceGenerator(beam_size=1, max_len=10, min_len=10)
+    return [(h[0].tokens, h[0].score) for h in gen.generate(m, batch)]
+
+
+def _same(a: list, b: list) -> bool:
+    return all(ta == tb and abs(sa - sb) < 1e-4 for (ta, sa), (tb, sb) in zip(a, b, strict=True))
+
+
+@pytest.mark.skipif(not speed.ONEDNN, reason="this PyTorch build has no oneDNN")
+def test_onednn_inference_matches_default_kernels_and_follows_weight_changes(monkeypatch):
+    import copy
+    import pickle
+
+    m = randomised()
+    batch = EncoderBatch.from_tokens(padded_tokens())
+    fast = _greedy(m, batch)
+    packed = [getattr(w, f) for w in m._inference.step for f in ("qkv_w", "fc1_w", "fc2_w")]
+    assert packed and all(t.is_mkldnn for t in packed)  # the decoder step ran on packed weights
+    assert m._inference.embed is not None and m._inference.embed.is_mkldnn
+    reused = m._inference.step
+    assert _same(_greedy(m, batch), fast) and m._inference.step is reused  # unchanged weights: no repacking
+    monkeypatch.setattr(speed, "ONEDNN", False)
+    assert _same(_greedy(m, batch), fast)  # MKL through F.linear: the same tokens and scores
+    monkeypatch.setattr(speed, "ONEDNN", True)
+
+    # weights changed in place (what an optimizer step does): the next run packs the new weights
+    with torch.no_grad():
+        for p in [*m.decoder_layers.parameters(), m.embed_tokens.weight]:
+            p.mul_(1.7)
+    changed = _greedy(m, batch)
+    assert m._inference.step is not reused
+    monkeypatch.setattr(speed, "ONEDNN", False)
+    assert _same(_greedy(m, batch), changed) and not _same(changed, fast)
+    monkeypatch.setattr(speed, "ONEDNN", True)
+    # weights changed behind autograd's back (.data) are picked up after a train/eval round trip
+    with torch.no_grad():
+        m.embed_tokens.weight.data.copy_(m.embed_tokens.weight.data * 0.5)
+    m.train()
+    m.eval()
+    assert _same(_greedy(m, batch), _greedy(copy.deepcopy(m), batch))
+    # the packed tensors are never copied, pickled or saved
+    clone = pickle.loads(pickle.dumps(m))
+    assert clone._inference.step is None and copy.deepcopy(m)._inference.embed is None
+    assert not any(t.is_mkldnn for t in m.state_dict().values())
+    with torch.no_grad():
+        x = torch.randn(5, 128)
+        assert torch.allclose(m.logits(x), torch.nn.functional.linear(x, m.embed_tokens.weight), atol=1e-5)

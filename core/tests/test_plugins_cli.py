@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,14 @@ def ofasys(*args: str, env: dict | None = None, pythonpath: str | None = None) -
 def extra_plugins(tmp_path_factory) -> str:
     """The test-only plugin distributions, pip-installed (for real) into a directory put on PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
-    pkgs = [str(ROOT / "tests" / "plugin_packages" / n) for n in ("ofasys-sensor", "ofasys-broken", "ofasys-rival-text")]
+    # built from copies: setuptools writes build/ and *.egg-info beside the sources, and a leftover build/ from an
+    # earlier run (or a concurrent one) breaks the next build
+    src = tmp_path_factory.mktemp("plugin_sources")
+    pkgs = []
+    for n in ("ofasys-sensor", "ofasys-broken", "ofasys-rival-text"):
+        shutil.copytree(ROOT / "tests" / "plugin_packages" / n, src / n,
+                        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        pkgs.append(str(src / n))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), *pkgs], check=True, capture_output=True, timeout=300)
     return str(target)

@@ -35,6 +35,7 @@ from ..errors import ConfigError
 from ..vocab import Vocabulary
 from .adaptor import Adaptor, EncoderBatch, EncoderOut, Segment
 from .config import ModelConfig
+from .speed import inference_linear, pack_linear_weight
 
 PAD = Vocabulary.pad
 MAX_SEGMENT_OFFSET = 8  # cross-segment bias rows: segment-order offsets -8..8 (clamped)
@@ -106,6 +107,11 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> T
     return torch.matmul(a, v)
 
 
+def _lin(m: nn.Linear, x: Tensor) -> Tensor:
+    """``m(x)``; without autograd through :func:`~ofasys.model.speed.inference_linear` (oneDNN on CPU)."""
+    return m(x) if torch.is_grad_enabled() else inference_linear(x, m.weight, m.bias)
+
+
 def _ln(m: nn.LayerNorm, x: Tensor) -> Tensor:
     return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
 
@@ -147,12 +153,12 @@ class Attention(nn.Module):
                 o = (o.view(*o.shape[:-1], self.h, self.hd) * hs.unsqueeze(1)).flatten(-2)
             else:
                 w = w * hs.repeat_interleave(self.hd)
-        o = F.linear(o, w, self.out.bias)
+        o = inference_linear(o, w, self.out.bias)
         return self.post_ln(o) if self.post_ln is not None else o
 
     def self_attn(self, x: Tensor, bias: Tensor | None, cache: "DecoderCache | None" = None, layer: int = 0) -> Tensor:
         n, t, d = x.shape
-        qkv = self.qkv(x).view(n, t, 3, self.h, self.hd)
+        qkv = _lin(self.qkv, x).view(n, t, 3, self.h, self.hd)
         if cache is not None:
             k, v = cache.append_kv(layer, qkv[:, :, 1:])
             q = qkv[:, :, 0].transpose(1, 2)
@@ -163,13 +169,13 @@ class Attention(nn.Module):
 
     def cross_kv(self, mem: Tensor) -> tuple[Tensor, Tensor]:
         b, s, _ = mem.shape
-        k, v = self.kv(mem).view(b, s, 2, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
+        k, v = _lin(self.kv, mem).view(b, s, 2, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
         return k, v
 
     def cross_attn(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor, rows: int) -> Tensor:
         n, t, d = x.shape
         k, v = kv
-        q = self.q(x)
+        q = _lin(self.q, x)
         p = self.p if self.training else 0.0
         if rows == 1:
             q = q.view(n, t, self.h, self.hd).transpose(1, 2)
@@ -192,12 +198,12 @@ class FFN(nn.Module):
         self.p = cfg.activation_dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.gelu(self.fc1(x))
+        h = F.gelu(_lin(self.fc1, x))
         if self.mid_ln is not None:
             h = self.mid_ln(h)
         if self.p and self.training:
             h = F.dropout(h, self.p, True)
-        return self.fc2(h)
+        return _lin(self.fc2, h)
 
 
 class EncoderLayer(nn.Module):
@@ -250,19 +256,23 @@ class DecoderLayer(nn.Module):
         h = self.ffn(self.ffn_ln(x))
         return _residual(x, h, self.p, self.drop_path) if tr else x + h
 
-    def step_weights(self) -> "_StepWeights":
+    def step_weights(self, rows: int = 16) -> "_StepWeights":
         """The tensors :meth:`step` reads, gathered once per decoding run (with the head scales folded into the
-        output projections: equal to scaling the activations up to float rounding)."""
+        output projections: equal to scaling the activations up to float rounding). The projection weights are
+        packed for oneDNN where it is used (:func:`~ofasys.model.speed.pack_linear_weight`, ``rows``: the
+        expected number of decoder rows)."""
+        pk = lambda t: pack_linear_weight(t, rows)  # noqa: E731
         sa, ca, f = self.self_attn, self.cross_attn, self.ffn
         w = _StepWeights()
         w.heads, w.hd = sa.h, sa.hd
         w.eps = self.self_ln.eps
         w.ln1, w.ln2, w.ln3 = _ln_params(self.self_ln), _ln_params(self.cross_ln), _ln_params(self.ffn_ln)
-        w.qkv_w, w.qkv_b = sa.qkv.weight, sa.qkv.bias
-        w.so_w, w.so_b, w.so_ln = sa.folded_out_weight(), sa.out.bias, _ln_params(sa.post_ln)
-        w.q_w, w.q_b = ca.q.weight, ca.q.bias
-        w.co_w, w.co_b, w.co_ln = ca.folded_out_weight(), ca.out.bias, _ln_params(ca.post_ln)
-        w.fc1_w, w.fc1_b, w.mid_ln, w.fc2_w, w.fc2_b = f.fc1.weight, f.fc1.bias, _ln_params(f.mid_ln), f.fc2.weight, f.fc2.bias
+        w.qkv_w, w.qkv_b = pk(sa.qkv.weight), sa.qkv.bias
+        w.so_w, w.so_b, w.so_ln = pk(sa.folded_out_weight()), sa.out.bias, _ln_params(sa.post_ln)
+        w.q_w, w.q_b = pk(ca.q.weight), ca.q.bias
+        w.co_w, w.co_b, w.co_ln = pk(ca.folded_out_weight()), ca.out.bias, _ln_params(ca.post_ln)
+        w.fc1_w, w.fc1_b, w.mid_ln = pk(f.fc1.weight), f.fc1.bias, _ln_params(f.mid_ln)
+        w.fc2_w, w.fc2_b = pk(f.fc2.weight), f.fc2.bias
         return w
 
     @staticmethod
@@ -273,15 +283,15 @@ class DecoderLayer(nn.Module):
         of the small sizes)."""
         n, t, d = x.shape
         H, hd, eps = w.heads, w.hd, w.eps
-        ln = torch.layer_norm
+        ln, lin = torch.layer_norm, inference_linear
         # self-attention: keys/values go straight into the cache buffer
-        qkv = F.linear(ln(x, (d,), *w.ln1, eps), w.qkv_w, w.qkv_b).view(n, t, 3, H, hd)
+        qkv = lin(ln(x, (d,), *w.ln1, eps), w.qkv_w, w.qkv_b).view(n, t, 3, H, hd)
         k, v = cache.append_kv(layer, qkv[:, :, 1:])
         o = F.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), k, v, attn_mask=bias)
-        o = F.linear(o.transpose(1, 2).reshape(n, t, d), w.so_w, w.so_b)
+        o = lin(o.transpose(1, 2).reshape(n, t, d), w.so_w, w.so_b)
         x = x + (ln(o, (d,), *w.so_ln, eps) if w.so_ln is not None else o)
         # cross-attention over the cached source keys/values
-        q = F.linear(ln(x, (d,), *w.ln2, eps), w.q_w, w.q_b)
+        q = lin(ln(x, (d,), *w.ln2, eps), w.q_w, w.q_b)
         k, v = cross_kv
         if rows == 1:
             o = F.scaled_dot_product_attention(q.view(n, t, H, hd).transpose(1, 2), k, v, attn_mask=cross_mask)
@@ -291,13 +301,13 @@ class DecoderLayer(nn.Module):
             q = q.view(b, rows, t, H, hd).permute(0, 3, 1, 2, 4).reshape(b, H, rows * t, hd)
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=cross_mask)
             o = o.view(b, H, rows, t, hd).permute(0, 2, 3, 1, 4).reshape(n, t, d)
-        o = F.linear(o, w.co_w, w.co_b)
+        o = lin(o, w.co_w, w.co_b)
         x = x + (ln(o, (d,), *w.co_ln, eps) if w.co_ln is not None else o)
         # feed-forward
-        h = F.gelu(F.linear(ln(x, (d,), *w.ln3, eps), w.fc1_w, w.fc1_b))
+        h = F.gelu(lin(ln(x, (d,), *w.ln3, eps), w.fc1_w, w.fc1_b))
         if w.mid_ln is not None:
             h = ln(h, (h.size(-1),), *w.mid_ln, eps)
-        return x + F.linear(h, w.fc2_w, w.fc2_b)
+        return x + lin(h, w.fc2_w, w.fc2_b)
 
 
 class _StepWeights:
@@ -379,6 +389,35 @@ class DecoderCache:
         self.kv, self._spare = spare, (buf if buf.size(3) == n else None)
 
 
+class _InferenceWeights:
+    """Inference-only tensors derived from the weights (decoder step weights with folded head scales, packed for
+    oneDNN; the packed output embedding), kept across decoding runs and rebuilt when a parameter they come from
+    changes (its storage or version counter) or the model's mode changes. Never copied, pickled or saved."""
+
+    def __init__(self):
+        self.step_key: tuple | None = None
+        self.step: list | None = None
+        self.embed_key: tuple | None = None
+        self.embed: Tensor | None = None
+
+    def __deepcopy__(self, memo):
+        return _InferenceWeights()
+
+    def __reduce__(self):
+        return (_InferenceWeights, ())
+
+
+def _weights_key(params) -> tuple | None:
+    """What the derived inference weights depend on, or ``None`` where parameters have no plain storage (sharded
+    tensor subclasses): then nothing is reused."""
+    from . import speed
+
+    try:
+        return (speed.ONEDNN, torch.is_autocast_enabled("cpu"), *((p.data_ptr(), p._version) for p in params))
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
 # --------------------------------------------------------------------------------------------- model
 
 
@@ -416,6 +455,7 @@ class GeneralistModel(nn.Module):
         self.adaptors = nn.ModuleDict()
         self._adaptor_names: dict[str, str] = {}  # adaptor key -> ModuleDict name
         self.checkpointing = bool(cfg.checkpoint_activations)
+        self._inference = _InferenceWeights()
         self.apply(self._init_weights)
         # relative-bias tables: zeros, so that creating one later (add_adaptor) consumes no randomness
         tb = _bias_rows(1, cfg.token_bucket_size)
@@ -428,6 +468,33 @@ class GeneralistModel(nn.Module):
         for kind in sorted(cfg.bias_kinds):
             dims, buckets = cfg.bias_kinds[kind]
             self._create_bias_table(kind, dims, buckets)
+
+    def train(self, mode: bool = True) -> "GeneralistModel":
+        if bool(mode) != self.training:  # derived inference weights are rebuilt after a change of mode
+            self._inference = _InferenceWeights()
+        return super().train(mode)
+
+    def _step_weights(self, rows: int) -> list:
+        """Every decoder layer's :meth:`DecoderLayer.step_weights`, reused while the decoder's parameters are
+        unchanged."""
+        st = self._inference
+        key = _weights_key(self.decoder_layers.parameters())
+        if key is None or st.step is None or st.step_key != key:
+            st.step = [layer.step_weights(rows) for layer in self.decoder_layers]
+            st.step_key = key
+        return st.step
+
+    def _packed_embedding(self) -> Tensor:
+        """The output projection's weight (the tied token embedding), packed for oneDNN where it is used."""
+        w = self.embed_tokens.weight
+        st = self._inference
+        key = _weights_key((w,))
+        if key is not None and st.embed is not None and st.embed_key == key:
+            return st.embed
+        packed = pack_linear_weight(w)
+        if packed.is_mkldnn and key is not None:
+            st.embed, st.embed_key = packed, key
+        return packed
 
     def _init_weights(self, m: nn.Module) -> None:
         std = self.config.init_std
@@ -763,8 +830,11 @@ class GeneralistModel(nn.Module):
         return self._decode(embeds, enc, cache, causal)
 
     def logits(self, hidden: Tensor) -> Tensor:
-        """Output logits (..., V) through the tied token embedding."""
-        return F.linear(hidden, self.embed_tokens.weight)
+        """Output logits (..., V) through the tied token embedding (without autograd on CPU: oneDNN with the
+        embedding packed once while it is unchanged)."""
+        if torch.is_grad_enabled() or hidden.device.type != "cpu":
+            return F.linear(hidden, self.embed_tokens.weight)
+        return inference_linear(hidden, self._packed_embedding())
 
     def forward(self, batch: EncoderBatch, prev_tokens: Tensor) -> Tensor:
         """Teacher-forced logits (B, T, V)."""
@@ -784,7 +854,7 @@ class GeneralistModel(nn.Module):
             bias = bias.masked_fill(d < 0, float("-inf"))
         return bias.unsqueeze(0)
 
-    def _cache_derived(self, cache: DecoderCache, need: int, dev) -> dict:
+    def _cache_derived(self, cache: DecoderCache, need: int, dev, rows: int = 16) -> dict:
         """Inference state derived from the weights once per decoding run: the decoder's relative bias for every
         (query, key) position pair below the capacity, future keys at -inf, (1, H, C, C); and per layer the
         self/cross output weights with the head scale folded in (equal to scaling the activations up to float
@@ -797,7 +867,7 @@ class GeneralistModel(nn.Module):
             d = pos.unsqueeze(1) - pos.unsqueeze(0)
             b = self._lookup(self.config.token_bucket_size, dev)[d + (mp - 1)]
             bias = self.rel_bias["dec_tokens"].t()[:, b].masked_fill_(d < 0, float("-inf")).unsqueeze(0)
-            w = st["w"] if st is not None else [layer.step_weights() for layer in self.decoder_layers]
+            w = st["w"] if st is not None else self._step_weights(rows)
             st = cache.derived = {"bias": bias, "w": w}
         return st
 
@@ -808,7 +878,7 @@ class GeneralistModel(nn.Module):
         start = cache.length
         if start + t > self.config.max_positions:
             raise ValueError(f"decoder length {start + t} exceeds max_positions={self.config.max_positions}")
-        st = self._cache_derived(cache, start + t, x.device)
+        st = self._cache_derived(cache, start + t, x.device, n)
         x = _ln(self.dec_emb_ln, x + self.dec_pos.weight[start:start + t])
         bias = st["bias"][:, :, start:start + t, :start + t]
         if cache.cross_kv is None:
