@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import html
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -22,8 +23,44 @@ def _splits(name: str, seed: int) -> dict:
     return make_splits(directory, [name], seed=seed)[name]
 
 
+class _LazySudokuSplits:
+    """The bundled sudoku splits of one seed (those of ``make_splits(..., ["sudoku"], seed)``) with the training
+    rows drawn only as far as asked for: the held-out rows are all generated (training rows must differ from
+    them), but a task that trains on 64 rows no longer waits for the 2000 of the full split. Puzzles are drawn
+    one after another from one random stream, so the first ``n`` rows are those of the full split."""
+
+    def __init__(self, seed: int):
+        from . import data
+        from . import sudoku as _sudoku
+        from .tasks import SIZES
+
+        n_train, n_valid, n_test = SIZES["sudoku"]
+        held = data.sudoku(n_valid + n_test, size=4, seed=seed + 1000)  # as data.splits does
+        taken = {_sudoku._int_grid_key(r["puzzle"]) for r in held}  # = puzzle_key
+        self.n_train = n_train
+        self.held = {"valid": held[:n_valid], "test": held[n_valid:]}
+        self.train: list[dict] = []
+        self._more = _sudoku.iter_generate(4, (4, 8), seed, taken, max_attempts=50 * n_train + 1000,
+                                           planned=n_train)
+
+    def rows(self, split: str, n: int) -> list[dict]:
+        if split != "train":
+            return list(self.held[split][:n])
+        want = len(range(self.n_train)[:n])  # the rows [:n] takes of the full split
+        if want > len(self.train):
+            self.train.extend(itertools.islice(self._more, want - len(self.train)))
+        return self.train[:want]
+
+
+@functools.lru_cache(maxsize=16)
+def _sudoku_splits(seed: int) -> _LazySudokuSplits:
+    return _LazySudokuSplits(seed)
+
+
 def _rows(name: str):
     def make(split: str, n: int, seed: int) -> list[dict]:
+        if name == "sudoku":
+            return _sudoku_splits(seed).rows(split, n)
         # the full bundled split is generated once, so valid rows never repeat train rows whatever n is
         return list(_splits(name, seed)[split][:n])
 

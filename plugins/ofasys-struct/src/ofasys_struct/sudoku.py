@@ -5,6 +5,7 @@ Grids are lists of rows; ``None`` or ``0`` is a blank. Everything is determinist
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any, Sequence
@@ -104,7 +105,7 @@ def solve(puzzle: Any, limit: int = 2) -> list[list[list[int]]]:
             if cells[r][c]:
                 continue
             mask = full & ~(rows[r] | cols[c] | boxes[(r // k) * k + c // k])
-            cnt = bin(mask).count("1")
+            cnt = mask.bit_count()
             if cnt < best_count:
                 best, best_mask, best_count = i, mask, cnt
                 if cnt <= 1:
@@ -161,6 +162,67 @@ def random_solution(n: int, rng: random.Random) -> list[list[int]]:
     return grid
 
 
+def _count_solutions(grid: list[list[int]], limit: int = 2) -> int:
+    """How many solutions (up to ``limit``) a grid of ints (0 = blank, every given a digit 1..n) has: the count
+    :func:`solve` would give (``len(solve(grid, limit))``) without normalising the grid or building the solutions,
+    which is what puzzle generation needs after blanking each cell."""
+    n = len(grid)
+    k = box_size(n)
+    full = (1 << n) - 1
+    rows, cols, boxes = [0] * n, [0] * n, [0] * n
+    empties: list[tuple[int, int, int]] = []
+    for r in range(n):
+        row = grid[r]
+        for c in range(n):
+            v = row[c]
+            b = (r // k) * k + c // k
+            if not v:
+                empties.append((r, c, b))
+                continue
+            bit = 1 << (v - 1)
+            if rows[r] & bit or cols[c] & bit or boxes[b] & bit:
+                return 0  # contradictory givens
+            rows[r] |= bit
+            cols[c] |= bit
+            boxes[b] |= bit
+    found = 0
+
+    def search(todo: list[tuple[int, int, int]]) -> bool:
+        nonlocal found
+        if not todo:
+            found += 1
+            return found >= limit
+        best, best_mask, best_count = 0, 0, n + 1
+        for i, (r, c, b) in enumerate(todo):
+            mask = full & ~(rows[r] | cols[c] | boxes[b])
+            cnt = mask.bit_count()
+            if cnt < best_count:
+                best, best_mask, best_count = i, mask, cnt
+                if cnt <= 1:
+                    break
+        if best_count == 0:
+            return False
+        r, c, b = todo[best]
+        rest = todo[:best] + todo[best + 1:]
+        mask = best_mask
+        while mask:
+            bit = mask & -mask
+            mask ^= bit
+            rows[r] |= bit
+            cols[c] |= bit
+            boxes[b] |= bit
+            stop = search(rest)
+            rows[r] &= ~bit
+            cols[c] &= ~bit
+            boxes[b] &= ~bit
+            if stop:
+                return True
+        return False
+
+    search(empties)
+    return found
+
+
 def make_puzzle(solution: list[list[int]], blanks: int, rng: random.Random) -> list[list[int]]:
     """Blank up to ``blanks`` cells of a solution, in random order, keeping the solution unique (0 = blank)."""
     n = len(solution)
@@ -173,7 +235,7 @@ def make_puzzle(solution: list[list[int]], blanks: int, rng: random.Random) -> l
             break
         keep = puzzle[r][c]
         puzzle[r][c] = 0
-        if len(solve(puzzle, limit=2)) == 1:
+        if _count_solutions(puzzle, limit=2) == 1:
             removed += 1
         else:
             puzzle[r][c] = keep
@@ -185,25 +247,38 @@ def generate(n_puzzles: int, size: int = 4, blanks: "int | tuple[int, int]" = (4
     """``n_puzzles`` distinct puzzles ``{"puzzle": grid (0 = blank), "solution": grid, "blanks": int}`` of an
     ``size`` x ``size`` sudoku, each with a unique solution; ``blanks`` is a count or an inclusive range.
     ``exclude`` holds puzzle keys (:func:`puzzle_key`) not to produce (to keep splits apart)."""
+    return list(itertools.islice(iter_generate(size, blanks, seed, exclude, max_attempts=50 * n_puzzles + 1000,
+                                               planned=n_puzzles), n_puzzles))
+
+
+def iter_generate(size: int = 4, blanks: "int | tuple[int, int]" = (4, 8), seed: int = 0,
+                  exclude: "set[str] | None" = None, max_attempts: int = 1000, planned: "int | None" = None):
+    """The puzzles of :func:`generate`, one at a time, drawn only when asked for: the first ``m`` are those of
+    ``generate(n, ...)`` for any ``n >= m`` given ``max_attempts = 50 * n + 1000`` (``planned`` = ``n`` only
+    names the count in the error raised after ``max_attempts`` draws)."""
     rng = random.Random(f"sudoku-{size}-{seed}")
     lo, hi = (blanks, blanks) if isinstance(blanks, int) else blanks
     seen = set(exclude or ())
-    out: list[dict] = []
     attempts = 0
-    while len(out) < n_puzzles:
+    while True:
         attempts += 1
-        if attempts > 50 * n_puzzles + 1000:
-            raise ValueError(f"could not generate {n_puzzles} distinct {size}x{size} puzzles with {blanks} blanks")
+        if attempts > max_attempts:
+            raise ValueError(f"could not generate {planned if planned is not None else 'enough'} distinct "
+                             f"{size}x{size} puzzles with {blanks} blanks")
         solution = random_solution(size, rng)
         target = rng.randint(lo, hi)
         puzzle = make_puzzle(solution, target, rng)
         count = sum(v == 0 for row in puzzle for v in row)
-        key = puzzle_key(puzzle)
+        key = _int_grid_key(puzzle)
         if count < lo or key in seen:
             continue
         seen.add(key)
-        out.append({"puzzle": puzzle, "solution": solution, "blanks": count})
-    return out
+        yield {"puzzle": puzzle, "solution": solution, "blanks": count}
+
+
+def _int_grid_key(grid: list[list[int]]) -> str:
+    """:func:`puzzle_key` of a grid of ints (0 = blank), as :func:`generate` makes, without normalising it."""
+    return "".join(str(v) if v else "." for row in grid for v in row)
 
 
 def puzzle_key(grid: Any) -> str:
