@@ -112,6 +112,13 @@ def _lin(m: nn.Linear, x: Tensor) -> Tensor:
     return m(x) if torch.is_grad_enabled() else inference_linear(x, m.weight, m.bias)
 
 
+def _single_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """Attention of one query position per row (N, H, 1, hd) over keys/values (N, H, S, hd): two batched
+    matmuls and a softmax, cheaper than SDPA's flash kernel, which tiles for many queries."""
+    s = torch.matmul(q, k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5).add_(mask)
+    return torch.matmul(torch.softmax(s, dim=-1), v)
+
+
 def _ln(m: nn.LayerNorm, x: Tensor) -> Tensor:
     return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
 
@@ -287,13 +294,19 @@ class DecoderLayer(nn.Module):
         # self-attention: keys/values go straight into the cache buffer
         qkv = lin(ln(x, (d,), *w.ln1, eps), w.qkv_w, w.qkv_b).view(n, t, 3, H, hd)
         k, v = cache.append_kv(layer, qkv[:, :, 1:])
-        o = F.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), k, v, attn_mask=bias)
-        o = lin(o.transpose(1, 2).reshape(n, t, d), w.so_w, w.so_b)
+        if t == 1:
+            o = _single_query_attention(qkv[:, :, 0].view(n, H, 1, hd), k, v, bias).view(n, 1, d)
+        else:
+            o = F.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), k, v, attn_mask=bias)
+            o = o.transpose(1, 2).reshape(n, t, d)
+        o = lin(o, w.so_w, w.so_b)
         x = x + (ln(o, (d,), *w.so_ln, eps) if w.so_ln is not None else o)
         # cross-attention over the cached source keys/values
         q = lin(ln(x, (d,), *w.ln2, eps), w.q_w, w.q_b)
         k, v = cross_kv
-        if rows == 1:
+        if rows == 1 and t == 1:
+            o = _single_query_attention(q.view(n, H, 1, hd), k, v, cross_mask).view(n, 1, d)
+        elif rows == 1:
             o = F.scaled_dot_product_attention(q.view(n, t, H, hd).transpose(1, 2), k, v, attn_mask=cross_mask)
             o = o.transpose(1, 2).reshape(n, t, d)
         else:
