@@ -263,3 +263,144 @@ def test_onednn_inference_matches_default_kernels_and_follows_weight_changes(mon
     with torch.no_grad():
         x = torch.randn(5, 128)
         assert torch.allclose(m.logits(x), torch.nn.functional.linear(x, m.embed_tokens.weight), atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------- sequence packing
+def _unpacked_text_batch(enc_lens, dec_lens, seed=0):
+    """A collated text batch (the engine's Batch) of random samples with these encoder / target lengths; some
+    targets have no-loss positions and some samples closed smoothing sets."""
+    from ofasys.engine.batch import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    B = len(enc_lens)
+    src = torch.zeros(B, max(enc_lens), dtype=torch.long)
+    tgt = torch.zeros(B, max(dec_lens), dtype=torch.long)
+    loss_mask = torch.zeros_like(tgt, dtype=torch.bool)
+    for i, (e, d) in enumerate(zip(enc_lens, dec_lens)):
+        src[i, :e] = torch.randint(5, V, (e,), generator=g)
+        tgt[i, :d] = torch.randint(5, V, (d,), generator=g)
+        loss_mask[i, :d] = True
+        if i % 3 == 1 and d > 2:
+            loss_mask[i, 0] = False  # a forced piece
+    prev = torch.zeros_like(tgt)
+    prev[:, 0] = 1
+    prev[:, 1:] = tgt[:, :-1]
+    smoothing = [sorted({5, 6, 7, 8, 2} | set(tgt[i, :dec_lens[i]].tolist())) if i % 4 == 2 else None
+                 for i in range(B)]
+    return Batch("t", EncoderBatch.from_tokens(src), prev, tgt, loss_mask, smoothing, n_samples=B,
+                 n_tokens=int(loss_mask.sum()))
+
+
+def _loss_and_grads(m, batch):
+    m.zero_grad(set_to_none=True)
+    loss, logging = TokenCriterion(epsilon=0.1)(m, batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+    return loss.detach(), logging, grads
+
+
+ENC_LENS = [3, 17, 5, 9, 2, 12, 7, 20, 11, 4, 1, 8]
+DEC_LENS = [4, 2, 9, 3, 2, 1, 3, 5, 2, 2, 3, 1]
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("max_tokens", [None, 24])
+def test_packed_batch_gives_the_loss_and_gradients_of_the_unpacked_batch(train, max_tokens):
+    """Several samples of different lengths per row (attention kept within a sample, positions and relative bias
+    restarting at each sample), a row holding one sample, rows filled exactly to the budget: the loss, the
+    logging and every gradient equal the unpacked batch's (random bias tables, LayerNorms, head scales)."""
+    from ofasys.engine.packing import PackedBatch, pack_batch
+
+    m = randomised()
+    m.train(train)
+    unpacked = _unpacked_text_batch(ENC_LENS, DEC_LENS)
+    packed = pack_batch(unpacked, max_tokens=max_tokens, max_positions=m.config.max_positions)
+    assert isinstance(packed, PackedBatch)
+    seq = packed.encoder.seq_ids
+    rows = [sorted(set(r[r >= 0].tolist())) for r in seq]
+    assert sorted(i for r in rows for i in r) == list(range(len(ENC_LENS)))  # every sample once, none split
+    assert any(len(r) == 1 for r in rows) and any(len(r) >= 3 for r in rows)
+    assert any(bool((r >= 0).all()) for r in seq)  # a row filled to the last position
+    assert packed.encoder.tokens.size(0) < len(ENC_LENS)
+
+    l0, log0, g0 = _loss_and_grads(m, unpacked)
+    l1, log1, g1 = _loss_and_grads(m, packed)
+    assert torch.allclose(l0, l1, rtol=1e-5, atol=1e-5), (l0, l1)
+    for k in ("ntokens", "sample_size", "nsentences"):
+        assert log0[k] == log1[k], k
+    assert log1["nsentences"] == len(ENC_LENS)
+    assert set(g0) == set(g1)
+    for n in g0:
+        scale = float(g0[n].abs().max()) + 1e-12
+        assert torch.allclose(g0[n], g1[n], rtol=1e-4, atol=1e-5 * scale), (n, float((g0[n] - g1[n]).abs().max()))
+    assert any(n.startswith("rel_bias.") for n in g1)
+
+
+def test_packed_hidden_states_equal_each_sample_alone():
+    """Encoder and decoder states of every packed sample equal those of the sample encoded and decoded alone,
+    and the packed encoder output carries the sample ids (checkpointed layers give the same states)."""
+    from ofasys.engine.packing import pack_batch
+
+    m = randomised()
+    b = _unpacked_text_batch(ENC_LENS[:6], DEC_LENS[:6], seed=3)
+    p = pack_batch(b)
+    with torch.no_grad():
+        enc = m.encode(p.encoder)
+        hid = m.decode(p.prev_tokens, enc, seq_ids=p.target_seq_ids)
+        m.set_checkpointing(True)
+        m.train()
+        m.config.dropout = 0.0
+        enc_ck = m.encode(p.encoder)
+        m.set_checkpointing(False)
+        m.eval()
+    assert torch.allclose(enc.hidden, enc_ck.hidden, atol=1e-6)
+    assert torch.equal(enc.seq_ids, p.encoder.seq_ids) and torch.equal(enc.mask, p.encoder.seq_ids.ge(0))
+    for i, (e, d) in enumerate(zip(ENC_LENS[:6], DEC_LENS[:6])):
+        with torch.no_grad():
+            alone = m.encode(EncoderBatch.from_tokens(b.encoder.tokens[i:i + 1, :e]))
+            h_alone = m.decode(b.prev_tokens[i:i + 1, :d], alone)
+        r = int((p.encoder.seq_ids == i).any(1).nonzero()[0])
+        assert torch.allclose(enc.hidden[r][p.encoder.seq_ids[r] == i], alone.hidden[0], atol=1e-5)
+        assert torch.allclose(hid[r][p.target_seq_ids[r] == i], h_alone[0], atol=1e-5)
+
+
+def test_packing_cuts_padding_on_a_realistic_length_spread():
+    """Log-normal lengths (a few long samples, many short ones, as instructions and answers are): packing to
+    the longest sample of the batch (per side) cuts the padded share of the encoder positions from 66% to 17% and
+    of the decoder positions from 72% to 30% (measured: 10 batches of 32)."""
+    import random
+
+    from ofasys.engine.packing import pack_batch, padding_fraction
+
+    rnd = random.Random(0)
+    plain_src = plain_tgt = pk_src = pk_tgt = 0.0
+    for k in range(10):
+        enc = [max(2, min(120, int(rnd.lognormvariate(3.0, 0.7)))) for _ in range(32)]
+        dec = [max(1, min(60, int(rnd.lognormvariate(2.0, 0.8)))) for _ in range(32)]
+        b = _unpacked_text_batch(enc, dec, seed=k)
+        p = pack_batch(b)
+        s0, t0 = padding_fraction(b)
+        s1, t1 = padding_fraction(p)
+        plain_src, plain_tgt, pk_src, pk_tgt = plain_src + s0, plain_tgt + t0, pk_src + s1, pk_tgt + t1
+        assert p.n_tokens == b.n_tokens and p.n_samples == b.n_samples == 32
+    plain_src, plain_tgt, pk_src, pk_tgt = (x / 10 for x in (plain_src, plain_tgt, pk_src, pk_tgt))
+    assert plain_src > 0.6 and plain_tgt > 0.6, (plain_src, plain_tgt)
+    assert pk_src < 0.2 and pk_tgt < 0.35, (pk_src, pk_tgt)
+
+
+def test_packing_leaves_unpackable_batches_alone_and_generation_refuses_packed_rows():
+    from ofasys.engine.batch import Batch
+    from ofasys.engine.packing import pack_batch
+
+    b = _unpacked_text_batch([3, 4], [2, 2])
+    two_rows = Batch("t", EncoderBatch(b.encoder.tokens, {}, [[("tokens", 0), ("tokens", 1)], []]), b.prev_tokens,
+                     b.target, b.loss_mask, b.smoothing_ids, n_samples=2)
+    assert pack_batch(two_rows) is two_rows
+    feat = Batch("t", EncoderBatch(b.encoder.tokens, {"IMAGE.x": torch.zeros(2, 3)}, b.encoder.layout),
+                 b.prev_tokens, b.target, b.loss_mask, n_samples=2)
+    assert pack_batch(feat) is feat
+    m = randomised()
+    p = pack_batch(_unpacked_text_batch([3, 4, 9], [2, 2, 5]))
+    enc = m.encode(p.encoder)
+    with pytest.raises(ValueError, match="generation runs unpacked"):
+        m.decode(p.prev_tokens[:, :1], enc, m.new_cache(), seq_ids=p.target_seq_ids[:, :1])

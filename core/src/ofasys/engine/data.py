@@ -256,31 +256,38 @@ def collate_with_bad(pipeline, items: list) -> tuple[Any, list[BadSample]]:
 
 
 class _Collate:
-    """Picklable collate_fn for DataLoader workers."""
+    """Picklable collate_fn for DataLoader workers (``pack``: a picklable step applied to each collated batch,
+    :class:`ofasys.engine.packing.Packing`)."""
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline, pack=None):
         self.pipeline = pipeline
+        self.pack = pack
 
     def __call__(self, items):
-        return collate_with_bad(self.pipeline, items)
+        batch, bad = collate_with_bad(self.pipeline, items)
+        if self.pack is not None and batch is not None:
+            batch = self.pack(batch)
+        return batch, bad
 
 
 def make_loader(source: DataSource, pipeline, split: str, batch_size: int, seed: int, *, shuffle: bool = True,
                 start: int = 0, num_workers: int = 0, rank: int = 0, world: int = 1, pin_memory: bool = False,
-                prefetch_factor: int | None = None, bucket_batches: int = 0, multiprocessing_context: str | None = None):
+                prefetch_factor: int | None = None, bucket_batches: int = 0, multiprocessing_context: str | None = None,
+                pack=None):
     """A DataLoader yielding ``(Batch | None, [BadSample])`` forever (training) or once over the data (eval).
 
     ``start`` is the global batch position (see :class:`EpochBatchSampler`); ``rank``/``world`` take this rank's
     share. ``num_workers`` preprocess in worker processes (``multiprocessing_context="spawn"`` starts them fresh:
     the pipeline is pickled and plugins are imported again inside the worker). ``bucket_batches`` > 1 groups
-    samples of similar length (see :func:`row_length`) to cut padding.
+    samples of similar length (see :func:`row_length`) to cut padding. ``pack`` (a
+    :class:`~ofasys.engine.packing.Packing`) packs each collated batch's samples into shared rows.
     """
     import torch
 
     # a private generator: creating an iterator must not draw from the global RNG (dropout), or a resumed run
     # would diverge from the uninterrupted one
     gen = torch.Generator().manual_seed(_stable_seed(seed, pipeline.name, split) % (2 ** 63))
-    kwargs: dict[str, Any] = dict(num_workers=num_workers, collate_fn=_Collate(pipeline), pin_memory=pin_memory,
+    kwargs: dict[str, Any] = dict(num_workers=num_workers, collate_fn=_Collate(pipeline, pack), pin_memory=pin_memory,
                                   generator=gen)
     if num_workers > 0:
         kwargs["persistent_workers"] = False

@@ -73,6 +73,8 @@ class TrainerConfig:
     prefetch_factor: int | None = None  # batches each worker prepares ahead (DataLoader default 2)
     worker_start: str | None = None  # None: the platform's default; "spawn": fresh worker processes
     bucket_batches: int = 0  # >1: batch samples of similar length together, windows of this many batches
+    pack: bool = False  # pack several samples into one row where the task allows (token inputs and targets)
+    pack_tokens: int | None = None  # with pack: tokens per packed row (None: the longest sample of the micro-batch)
     distributed: str = "auto"  # auto | none | ddp | fsdp (auto: ddp when launched by torchrun with N > 1)
     fused_adamw: bool | None = None  # None: the fused kernel on CUDA; True: wherever torch has one (CPU ~3x faster)
     max_bad_fraction: float = 0.05
@@ -97,6 +99,8 @@ class TrainerConfig:
 
         if self.distributed not in MODES:
             raise ConfigError(f"unknown distributed mode {self.distributed!r}; use one of {', '.join(MODES)}")
+        if self.pack_tokens is not None and self.pack_tokens < 1:
+            raise ConfigError(f"pack_tokens must be at least 1 (or None: the longest sample), not {self.pack_tokens}")
         if self.worker_start not in (None, "fork", "spawn", "forkserver"):
             raise ConfigError(f"worker_start must be fork, spawn or forkserver, not {self.worker_start!r}")
 
@@ -237,7 +241,8 @@ class Trainer:
                                             start=state["positions"][t.name], num_workers=c.num_workers,
                                             rank=env.rank, world=env.world, pin_memory=pin,
                                             prefetch_factor=c.prefetch_factor, bucket_batches=c.bucket_batches,
-                                            multiprocessing_context=c.worker_start if c.num_workers else None))
+                                            multiprocessing_context=c.worker_start if c.num_workers else None,
+                                            pack=self._packing(runtime, t)))
                    for t in tasks}
         sizes = {t.name: (len(t.datasets["train"]) if not t.datasets["train"].is_iterable else 1) for t in tasks}
         bad = {t.name: {"seen": 0, "bad": 0, "examples": []} for t in tasks}
@@ -370,6 +375,21 @@ class Trainer:
         timing = {"data_s": round(total_data, 3), "compute_s": round(total_compute, 3),
                   "data_fraction": round(total_data / max(total_data + total_compute, 1e-9), 4)}
         return FitResult(step, history, metrics, str(path), bad, skipped, timing)
+
+    def _packing(self, runtime: Runtime, task: Task):
+        """The packing step of a task's training batches, or ``None`` (packing off, or not possible for it)."""
+        if not self.config.pack:
+            return None
+        from .packing import Packing, plan_is_packable
+
+        why = plan_is_packable(task.plan)
+        if why is None and not getattr(runtime.model, "supports_packing", False):
+            why = f"the model ({type(runtime.model).__name__}) does not take packed batches"
+        if why is not None:
+            log.info("task %r: sequence packing not applied (%s); its batches stay padded", task.name, why)
+            return None
+        max_positions = getattr(runtime.model.config, "max_positions", None)
+        return Packing(runtime.vocab.pad, self.config.pack_tokens, max_positions)
 
     def _tasks_for_step(self, step: int, tasks: list[Task], sizes: dict[str, int], rng: random.Random) -> list[str]:
         c = self.config

@@ -71,11 +71,18 @@ class EncoderBatch:
     each (a sample may own 0..k rows), or ``None``. ``features`` maps adaptor keys to collated payloads (N_k
     instances each). ``layout[b]`` lists sample b's segments in order as ``("tokens", row)`` or
     ``(adaptor_key, row)``; an empty list is an empty encoder side (decoder-only task).
+
+    **Packed** batches (training / teacher-forced evaluation of token-only encoders, see
+    :func:`ofasys.engine.packing.pack_batch`) hold several samples per token row: ``seq_ids`` (Nt, Lt) long gives
+    the sample of every position (``-1`` = padding; a sample's positions are contiguous) and ``layout[r]`` is
+    ``[("tokens", r)]`` per packed row. The encoder then attends only within a sample and restarts the learned
+    positions and the relative bias at each sample. ``None`` (the default): one sample per layout entry.
     """
 
     tokens: Tensor | None
     features: dict[str, Any] = field(default_factory=dict)
     layout: list[list[tuple[str, int]]] = field(default_factory=list)
+    seq_ids: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.layout)
@@ -83,7 +90,8 @@ class EncoderBatch:
     def to(self, device, non_blocking: bool = False) -> "EncoderBatch":
         return EncoderBatch(None if self.tokens is None else self.tokens.to(device, non_blocking=non_blocking),
                             {k: _move(v, device, non_blocking) for k, v in self.features.items()},
-                            self.layout)
+                            self.layout,
+                            None if self.seq_ids is None else self.seq_ids.to(device, non_blocking=non_blocking))
 
     @classmethod
     def from_tokens(cls, tokens: Tensor) -> "EncoderBatch":
@@ -94,16 +102,19 @@ class EncoderBatch:
 @dataclass
 class EncoderOut:
     """Encoder states ``hidden`` (B, S, D) and ``mask`` (B, S) bool (True = real position). A sample with an
-    empty encoder side has no True position (S is at least 1)."""
+    empty encoder side has no True position (S is at least 1). For a packed batch, ``seq_ids`` (B, S) gives the
+    sample of every position (``-1`` = padding), and B counts packed rows."""
 
     hidden: Tensor
     mask: Tensor
+    seq_ids: Tensor | None = None
 
     def __len__(self) -> int:
         return self.hidden.size(0)
 
     def index_select(self, index: Tensor) -> "EncoderOut":
-        return EncoderOut(self.hidden.index_select(0, index), self.mask.index_select(0, index))
+        return EncoderOut(self.hidden.index_select(0, index), self.mask.index_select(0, index),
+                          None if self.seq_ids is None else self.seq_ids.index_select(0, index))
 
 
 def _move(value: Any, device, non_blocking: bool) -> Any:

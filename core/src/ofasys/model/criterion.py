@@ -139,6 +139,10 @@ class TokenCriterion(Criterion):
     False for ``no_loss`` / forced pieces), optional ``smoothing_ids`` (per sample a list of allowed ids or
     ``None``: closed sets spread the smoothing mass over their members only).
     Logits are computed only at the positions that enter the loss.
+
+    Packed batches (several samples per row, :func:`ofasys.engine.packing.pack_batch`) also carry
+    ``target_seq_ids`` (rows, T): the sample of every decoder position (-1 = padding), and ``n_samples``;
+    ``smoothing_ids`` stays per sample. The loss, ``sample_size`` and ``nsentences`` equal the unpacked batch's.
     """
 
     def __init__(self, epsilon: float = 0.1, pad: int = PAD, restrict_logits: bool = False):
@@ -155,7 +159,8 @@ class TokenCriterion(Criterion):
         sel = target.ne(self.pad)
         if loss_mask is not None:
             sel = sel & loss_mask.bool()
-        hidden = model.decode(prev, enc)
+        seq = _get(batch, "target_seq_ids")
+        hidden = model.decode(prev, enc) if seq is None else model.decode(prev, enc, seq_ids=seq)
         logits = model.logits(hidden[sel])
         sm = None
         smoothing_ids: Sequence | None = _get(batch, "smoothing_ids")
@@ -167,11 +172,17 @@ class TokenCriterion(Criterion):
                     rows[b] = False
                     rows[b, torch.as_tensor(list(ids), dtype=torch.long)] = True
             rows = rows.to(logits.device)
-            sample_of = torch.arange(target.size(0), device=target.device).unsqueeze(1).expand_as(target)[sel]
+            if seq is None:
+                sample_of = torch.arange(target.size(0), device=target.device).unsqueeze(1).expand_as(target)[sel]
+            else:
+                sample_of = seq.to(target.device)[sel]
             sm = rows[sample_of]
         loss, nll = _ls_ce_flat(logits, target[sel], self.epsilon, sm, self.restrict_logits)
         loss, nll = loss.sum(), nll.sum()
         n = int(sel.sum())
+        n_sent = int(target.size(0))
+        if seq is not None:
+            n_sent = int(_get(batch, "n_samples", 0) or 0) or (int(seq.max()) + 1 if seq.numel() else 0)
         logging = {"loss": float(loss.detach()), "nll_loss": float(nll.detach()), "ntokens": n,
-                   "nsentences": int(target.size(0)), "sample_size": n}
+                   "nsentences": n_sent, "sample_size": n}
         return loss, logging

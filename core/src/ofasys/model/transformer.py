@@ -17,7 +17,11 @@ Architecture (OFA's, with the speed-relevant choices spelled out):
 * incremental decoding with a key/value cache: self-attention keys grow, cross-attention keys/values are
   computed once per source sample. When the decoder batch holds ``r`` rows per encoder sample (beams, n-best
   samples, rows grouped sample-major), the cross-attention folds the ``r`` rows into the query axis instead of
-  copying the encoder states ``r`` times.
+  copying the encoder states ``r`` times;
+* packed batches (training and teacher-forced evaluation only): several samples share an encoder row and a
+  decoder row (``EncoderBatch.seq_ids``, the ``seq_ids`` of :meth:`GeneralistModel.decode`); attention stays
+  within a sample (causal in the decoder, cross-attention to the same sample's encoder positions) and the learned
+  positions and relative bias restart at each sample, so every sample is computed as if it were alone.
 """
 
 from __future__ import annotations
@@ -54,6 +58,16 @@ def token_bucket_lookup(bucket_size: int, max_position: int) -> Tensor:
     log_pos = torch.ceil(torch.log(abs_pos.double() / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
     bucket = torch.where(abs_pos <= mid, rel, log_pos.long() * sign)
     return (bucket + bucket_size - 1).clamp(0, 2 * bucket_size - 2)
+
+
+def packed_positions(seq_ids: Tensor) -> Tensor:
+    """Position of every entry of a packed row within its run of equal ``seq_ids`` (N, L): ``0, 1, ...`` from the
+    first position of each sample (padding runs count on as well; they are masked)."""
+    n, L = seq_ids.shape
+    idx = torch.arange(L, device=seq_ids.device).expand(n, L)
+    starts = torch.ones_like(seq_ids, dtype=torch.bool)
+    starts[:, 1:] = seq_ids[:, 1:] != seq_ids[:, :-1]
+    return idx - torch.where(starts, idx, torch.zeros_like(idx)).cummax(1).values
 
 
 def _bias_rows(dims: int, buckets: int) -> int:
@@ -442,6 +456,8 @@ class GeneralistModel(nn.Module):
     :class:`~ofasys.model.adaptor.EncoderBatch` for the encoder input contract.
     """
 
+    supports_packing = True  # packed batches: EncoderBatch.seq_ids and decode(..., seq_ids=)
+
     def __init__(self, config: ModelConfig | dict):
         super().__init__()
         cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
@@ -638,6 +654,8 @@ class GeneralistModel(nn.Module):
         B = len(batch.layout)
         if B == 0:
             raise ValueError("encode() got a batch with no samples (empty layout)")
+        if batch.seq_ids is not None:
+            return self._encode_packed(batch)
         # ---- sources: (key, embeds (n, L, D), mask (n, L), pos (n, L, 2) | None, kind)
         sources: list[tuple[str, Tensor, Tensor, Tensor | None, str]] = []
         tok = batch.tokens
@@ -728,6 +746,55 @@ class GeneralistModel(nn.Module):
             else:
                 x = layer(x, bias, expert_ids)
         return EncoderOut(self.enc_final_ln(x), mask)
+
+    def _packed_bias(self, table: str, qpos: Tensor, kpos: Tensor, qseq: Tensor, kseq: Tensor,
+                     causal: bool) -> Tensor:
+        """Relative bias (N, H, T, S) of packed rows: the ``table``'s 1-D log buckets of within-sample position
+        offsets; -inf between positions of different samples (and, ``causal``, for later keys). Padding queries
+        (``seq_ids`` -1) see the padding keys before them, which always include themselves."""
+        mp = self.config.max_positions
+        d = qpos.to(torch.int32).unsqueeze(2) - kpos.to(torch.int32).unsqueeze(1)  # (N, T, S)
+        b = self._lookup(self.config.token_bucket_size, qpos.device)[(d + (mp - 1)).clamp_(0, 2 * mp - 2)]
+        blocked = qseq.unsqueeze(2) != kseq.unsqueeze(1)
+        if causal:
+            blocked |= d < 0
+        bias = self.rel_bias[table].t()[:, b].transpose(0, 1)  # (N, H, T, S)
+        return bias.masked_fill_(blocked.unsqueeze(1), float("-inf"))
+
+    def _packed_pos(self, seq_ids: Tensor, side: str) -> Tensor:
+        pos = packed_positions(seq_ids)
+        mp = self.config.max_positions
+        real = seq_ids.ge(0)
+        if bool(real.any()) and int(pos[real].max()) >= mp:
+            raise ValueError(f"a packed {side} sample is longer than max_positions={mp}")
+        return pos.clamp(max=mp - 1)
+
+    def _encode_packed(self, batch: EncoderBatch) -> EncoderOut:
+        """The encoder over packed token rows (``batch.seq_ids``): each sample's positions get exactly what the
+        sample alone in a row would get."""
+        cfg = self.config
+        tok, seq = batch.tokens, batch.seq_ids
+        if tok is None or batch.features or any(lay != [("tokens", r)] for r, lay in enumerate(batch.layout)):
+            raise ValueError("a packed encoder batch holds token rows only, layout[r] == [('tokens', r)]")
+        if seq.shape != tok.shape:
+            raise ValueError(f"packed seq_ids {tuple(seq.shape)} do not match the token rows {tuple(tok.shape)}")
+        seq = seq.to(tok.device)
+        pos = self._packed_pos(seq, "encoder")
+        emb = self.embed_tokens(tok)
+        if self.embed_scale != 1.0:
+            emb = emb * self.embed_scale
+        x = emb + (self.enc_pos.weight[pos] + self.type_embed.weight[0])
+        x = F.dropout(self.enc_emb_ln(x), cfg.dropout, self.training)
+        bias = self._packed_bias("enc_tokens", pos, pos, seq, seq, causal=False)
+        expert = self._expert_of("tokens") if self.moe_keys else 0
+        expert_ids = torch.full_like(seq, expert) if expert else None
+        ck = self._ckpt()
+        for layer in self.encoder_layers:
+            if ck:
+                x = checkpoint(layer, x, bias, expert_ids, use_reentrant=False)
+            else:
+                x = layer(x, bias, expert_ids)
+        return EncoderOut(self.enc_final_ln(x), seq.ge(0), seq)
 
     def _one_token_row_each(self, batch: EncoderBatch, sources: list) -> tuple[Tensor, Tensor, Tensor] | None:
         """Fast path of :meth:`encode` for text-only batches in which every sample is one token row, padded on
@@ -823,13 +890,19 @@ class GeneralistModel(nn.Module):
             cache.cross_mask = cache.cross_mask.index_select(0, src_index)
         return cache
 
-    def decode(self, prev_tokens: Tensor, enc: EncoderOut, cache: DecoderCache | None = None) -> Tensor:
+    def decode(self, prev_tokens: Tensor, enc: EncoderOut, cache: DecoderCache | None = None,
+               seq_ids: Tensor | None = None) -> Tensor:
         """Decoder hidden states (N, T, D) for ``prev_tokens`` (N, T). ``N`` is ``len(enc)`` or a multiple of it
         (rows grouped sample-major: row ``i`` reads encoder sample ``i // (N // len(enc))``). With a ``cache``,
-        ``prev_tokens`` are the new positions only; the cache advances by T."""
+        ``prev_tokens`` are the new positions only; the cache advances by T.
+
+        Packed rows (``enc`` from a packed :class:`EncoderBatch`): ``seq_ids`` (N, T) gives the sample of every
+        decoder position (``-1`` = padding), N = ``len(enc)``; no cache."""
         x = self.embed_tokens(prev_tokens)
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
+        if seq_ids is not None or enc.seq_ids is not None:
+            return self._decode_packed(x, enc, seq_ids, cache)
         return self._decode(x, enc, cache)
 
     def decode_embeds(self, embeds: Tensor, enc: EncoderOut, cache: DecoderCache | None = None,
@@ -849,9 +922,9 @@ class GeneralistModel(nn.Module):
             return F.linear(hidden, self.embed_tokens.weight)
         return inference_linear(hidden, self._packed_embedding())
 
-    def forward(self, batch: EncoderBatch, prev_tokens: Tensor) -> Tensor:
-        """Teacher-forced logits (B, T, V)."""
-        return self.logits(self.decode(prev_tokens, self.encode(batch)))
+    def forward(self, batch: EncoderBatch, prev_tokens: Tensor, seq_ids: Tensor | None = None) -> Tensor:
+        """Teacher-forced logits (B, T, V) (``seq_ids``: the decoder side of a packed batch)."""
+        return self.logits(self.decode(prev_tokens, self.encode(batch), seq_ids=seq_ids))
 
     def _self_bias(self, start: int, t: int, dev, causal: bool = True) -> Tensor:
         cfg = self.config
@@ -944,6 +1017,39 @@ class GeneralistModel(nn.Module):
                 x = layer(x, self_bias, mem, ckv, cross_mask, rows, cache, i)
         if cache is not None:
             cache.length = start + t
+        return self.dec_final_ln(x)
+
+    def _decode_packed(self, x: Tensor, enc: EncoderOut, seq: Tensor | None, cache) -> Tensor:
+        """Teacher-forced decoder over packed rows: causal self-attention within a sample, cross-attention to the
+        same sample's encoder positions, positions and relative bias restarting at each sample."""
+        if seq is None or enc.seq_ids is None:
+            raise ValueError("packed decoding needs both the encoder's and the decoder's seq_ids")
+        if cache is not None:
+            raise ValueError("packed batches are for teacher forcing; generation runs unpacked (no cache)")
+        n, t, _ = x.shape
+        if n != enc.hidden.size(0) or seq.shape != (n, t):
+            raise ValueError(f"packed decoder rows {tuple(seq.shape)} do not match the encoder's {len(enc)} rows")
+        seq = seq.to(x.device)
+        pos = self._packed_pos(seq, "decoder")
+        x = self.dec_emb_ln(x + self.dec_pos.weight[pos])
+        if self.training:
+            x = F.dropout(x, self.config.dropout, True)
+        self_bias = self._packed_bias("dec_tokens", pos, pos, seq, seq, causal=True)
+        eseq = enc.seq_ids
+        allowed = (seq.unsqueeze(2) == eseq.unsqueeze(1)) & eseq.ge(0).unsqueeze(1)
+        real = seq.ge(0)
+        if not bool(allowed.any(2)[real].all()):
+            raise ValueError("a packed decoder sample has no encoder positions in its row")
+        allowed |= ~real.unsqueeze(2)  # padding queries attend anywhere (finite, ignored)
+        cross_mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
+        cross_mask = cross_mask.unsqueeze(1)
+        mem = enc.hidden
+        ck = self._ckpt()
+        for i, layer in enumerate(self.decoder_layers):
+            if ck:
+                x = checkpoint(layer, x, self_bias, mem, None, cross_mask, 1, None, i, use_reentrant=False)
+            else:
+                x = layer(x, self_bias, mem, None, cross_mask, 1, None, i)
         return self.dec_final_ln(x)
 
 
