@@ -66,3 +66,34 @@ def test_write_jsonl(tmp_path):
     rows = data.table_qa(3)
     path = data.write_jsonl(rows, tmp_path / "qa.jsonl")
     assert [json.loads(line) for line in path.read_text().splitlines()] == rows
+
+
+def test_demo_sudoku_rows_draw_only_what_a_task_asks_for(tmp_path, monkeypatch):
+    """Preparing many demo-derived tasks (``bench/bench_many_tasks.py``: 64 training rows each, a seed per task)
+    drew the whole bundled split (2000 + 200 puzzles) for every task and normalised every grid on each uniqueness
+    check: ~0.45 s a task. The demo now draws the held-out rows plus the training rows asked for, and the same
+    number for every added task; the rows are still exactly those of the full split."""
+    from ofasys_struct import demo, sudoku, tasks
+
+    calls = Counter()
+    make_puzzle, to_grid = sudoku.make_puzzle, sudoku.to_grid
+    monkeypatch.setattr(sudoku, "make_puzzle", lambda *a: calls.update(["make_puzzle"]) or make_puzzle(*a))
+    monkeypatch.setattr(sudoku, "to_grid", lambda *a: calls.update(["to_grid"]) or to_grid(*a))
+    demo._sudoku_splits.cache_clear()
+    rows = demo._rows("sudoku")
+    n_train, n_valid, n_test = tasks.SIZES["sudoku"]
+    drawn = []
+    for seed in (11, 12, 13):
+        calls.clear()
+        got = rows("train", 64, seed)
+        assert len(got) == 64 and rows("valid", 60, seed) and rows("train", 8, seed) == got[:8]
+        drawn.append(calls["make_puzzle"])
+        assert calls["to_grid"] == 0  # generation works on its own int grids
+    # held-out + 64 (a few more for duplicates), not the full 2000-row training split, and flat per task
+    assert all(n_valid + n_test + 64 <= n < n_valid + n_test + 64 + 40 for n in drawn), drawn
+    demo._sudoku_splits.cache_clear()
+    monkeypatch.undo()
+    full = tasks.make_splits(tmp_path, ["sudoku"], seed=12)["sudoku"]
+    assert rows("train", 64, 12) == full["train"][:64]
+    assert rows("valid", 1000, 12) == full["valid"] and rows("test", 1000, 12) == full["test"]
+    assert rows("train", 5000, 12) == full["train"]

@@ -53,3 +53,22 @@ def test_box_size():
     assert sudoku.box_size(4) == 2 and sudoku.box_size(9) == 3
     with pytest.raises(ValueError, match="square number"):
         sudoku.box_size(6)
+
+
+def test_generation_counts_solutions_like_the_solver():
+    import random
+
+    rng = random.Random(0)
+    for size in (4, 9):
+        for _ in range(30):
+            grid = sudoku.random_solution(size, rng)
+            for r, c in rng.sample([(r, c) for r in range(size) for c in range(size)], rng.randint(0, size * 3)):
+                grid[r][c] = 0
+            assert sudoku._count_solutions(grid, limit=2) == len(sudoku.solve(grid, limit=2))
+    assert sudoku._count_solutions([[0] * 4] * 4, limit=1000) == 288
+    assert sudoku._count_solutions([[1, 1, 0, 0]] + [[0] * 4] * 3) == 0
+    # the lazy stream starts with generate()'s puzzles
+    import itertools
+
+    assert list(itertools.islice(sudoku.iter_generate(4, (4, 8), 3, max_attempts=10**6), 8)) == \
+        sudoku.generate(8, size=4, blanks=(4, 8), seed=3)
