@@ -66,3 +66,16 @@ def test_model_vs_bart_bench_runs_a_tiny_configuration(tmp_path):
     row = res["sizes"][0]
     assert out.exists() and row["size"] == "nano"
     assert row["train"]["ratio_cpu"] > 0 and row["greedy"]["ratio_cpu"] > 0
+
+
+def test_packing_bench_runs_a_tiny_configuration(tmp_path):
+    bench = _load("bench_packing")
+    out = tmp_path / "packing.json"
+    res = bench.main(["--steps", "3", "--skip", "1", "--batch", "4", "--rows", "40", "--out", str(out)])
+    runs = {r["setting"]: r for r in res["runs"]}
+    assert out.exists() and set(runs) == {"plain", "bucketing", "packing"}
+    for r in runs.values():
+        assert r["target_tokens_per_s"] > 0 and 0.0 <= r["padding_fraction_encoder"] < 1.0
+    # the same batches, packed: fewer padded positions on both sides (no timing is asserted)
+    assert runs["packing"]["padding_fraction_encoder"] < runs["plain"]["padding_fraction_encoder"]
+    assert runs["packing"]["padding_fraction_decoder"] < runs["plain"]["padding_fraction_decoder"]

@@ -107,19 +107,22 @@ def test_packed_loaders_pack_text_batches_only(tmp_path):
         Trainer(pack=True, pack_tokens=0)
 
 
+@pytest.mark.slow
 def test_packed_training_reaches_the_unpacked_held_out_score(tmp_path):
-    """Same updates, default dropout (so the runs differ in their dropout masks): held-out sentiment accuracy
-    after 60 updates is within a few points with and without packing (measured: see the assertion message)."""
-
+    """Same number of updates, default dropout (so the runs differ in their dropout masks), rows of up to 64
+    tokens (2-3 sentiment samples each): held-out accuracy and loss match the unpacked run's (measured on the
+    shared 2-core machine: accuracy 100 / 100, loss 0.444 unpacked, 0.448 packed, after 150 updates)."""
     scores = {}
-    for name, opts in (("plain", {}), ("packed", {"pack": True})):
-        t = _text_task("sentiment", n=600, seed=11, mbs=16, valid=100)
+    for name, opts in (("plain", {}), ("packed", {"pack": True, "pack_tokens": 64})):
+        t = _text_task("sentiment", n=600, seed=11, mbs=32, valid=100)
         t.metrics = ["accuracy"]
-        trainer = Trainer(output_dir=str(tmp_path / name), max_steps=60, lr=2e-3, eval_splits=(), **QUICK, **opts)
+        trainer = Trainer(output_dir=str(tmp_path / name), max_steps=150, lr=1e-3, warmup_steps=10, eval_splits=(),
+                          progress=False, tensorboard=False, threads=1, **opts)
         trainer.fit(GeneralistModel("nano"), [t])
-        scores[name] = evaluate_task(trainer.runtime, t, "valid")["accuracy"]
-    assert scores["plain"] >= 80.0, scores
-    assert scores["packed"] >= scores["plain"] - 8.0, scores
+        scores[name] = evaluate_task(trainer.runtime, t, "valid")
+    assert scores["plain"]["accuracy"] >= 90.0, scores
+    assert scores["packed"]["accuracy"] >= max(90.0, scores["plain"]["accuracy"] - 5.0), scores
+    assert scores["packed"]["loss"] <= 1.2 * scores["plain"]["loss"], scores
 
 
 @pytest.mark.slow
