@@ -45,8 +45,8 @@ def _write_config(tmp, name: str, distributed: str, accum: int, steps: int) -> s
     return str(path)
 
 
-def _run(cfg: str, nproc: int, steps: int | None = None) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _run(cfg: str, nproc: int, steps: int | None = None, env_extra: dict | None = None) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     cmd = [sys.executable, "-m", "ofasys", "train", cfg]
     if nproc > 1:  # exactly what a user types: torchrun --nproc-per-node 2 -m ofasys train CONFIG
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
@@ -115,3 +115,17 @@ def test_only_rank_zero_writes_the_log_and_checkpoints(runs):
     lines = (runs / "ddp" / "log.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == list(range(1, STEPS + 1))
     assert len(list((runs / "ddp" / "checkpoints").iterdir())) == 1
+
+
+def test_fsdp2_with_onednn_training_linears_equals_one_process(tmp_path):
+    """The oneDNN training path (a custom autograd function saving the unsharded weight; ``tiny`` and larger take
+    it by default) under FSDP2, forced on for ``nano`` in every process: 2 sharded ranks still end with the weights
+    of one process on the same global batches."""
+    from ofasys.model import speed
+
+    if not speed.ONEDNN:
+        pytest.skip("this PyTorch build has no oneDNN")
+    force = {"OFASYS_ONEDNN_TRAIN_MIN_DIM": "0"}
+    _run(_write_config(tmp_path, "single", "none", accum=2, steps=4), 1, env_extra=force)
+    _run(_write_config(tmp_path, "fsdp", "fsdp", accum=1, steps=4), 2, env_extra=force)
+    _assert_same_weights(_weights(tmp_path / "single"), _weights(tmp_path / "fsdp"))

@@ -404,3 +404,36 @@ def test_packing_leaves_unpackable_batches_alone_and_generation_refuses_packed_r
     enc = m.encode(p.encoder)
     with pytest.raises(ValueError, match="generation runs unpacked"):
         m.decode(p.prev_tokens[:, :1], enc, m.new_cache(), seq_ids=p.target_seq_ids[:, :1])
+
+
+@pytest.mark.skipif(not speed.ONEDNN, reason="this PyTorch build has no oneDNN")
+def test_onednn_training_linears_give_the_loss_and_gradients_of_f_linear(monkeypatch):
+    """Layers at or above ``ONEDNN_TRAIN_MIN_DIM`` train through oneDNN; forced here on ``nano`` (threshold 0)
+    against ``F.linear`` (oneDNN off), and ``nano`` at the default threshold never takes that path."""
+    m = randomised().train()
+    src = padded_tokens()
+    prev = torch.randint(5, V, (4, 9))
+    target = torch.randint(5, V, (4, 9))
+    batch = {"encoder": EncoderBatch.from_tokens(src), "prev_tokens": prev, "target": target}
+    crit = TokenCriterion(0.1)
+    calls = []
+    real = speed._OneDNNLinear.apply
+    monkeypatch.setattr(speed._OneDNNLinear, "apply", lambda *a: calls.append(1) or real(*a))
+
+    def loss_and_grads():
+        m.zero_grad(set_to_none=True)
+        loss, _ = crit(m, batch)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+
+    loss_default, _ = loss_and_grads()
+    assert not calls  # nano: every layer has a 128-wide side, below the default threshold
+    monkeypatch.setattr(speed, "ONEDNN_TRAIN_MIN_DIM", 0)
+    loss_dnn, g_dnn = loss_and_grads()
+    assert len(calls) > 10  # every projection, the FFNs and the logits went through oneDNN
+    monkeypatch.setattr(speed, "ONEDNN", False)
+    loss_ref, g_ref = loss_and_grads()
+    assert torch.allclose(loss_dnn, loss_ref, rtol=1e-5) and torch.allclose(loss_default, loss_ref, rtol=1e-5)
+    assert g_dnn.keys() == g_ref.keys()
+    for name, g in g_ref.items():
+        assert torch.allclose(g_dnn[name], g, atol=1e-5 * max(1.0, float(g.abs().max()))), name

@@ -10,13 +10,17 @@
   a C++ compiler; on by default nowhere else either unless asked (``enabled=None`` means "on for CUDA").
 * :func:`adamw` — AdamW with the fused kernel where PyTorch has one for the device (CUDA, and CPU since PyTorch
   2.4: about 3x faster than the foreach implementation on one CPU core), else foreach.
-* :func:`inference_linear` / :func:`pack_linear_weight` — float32 linear layers on CPU through oneDNN when no
-  gradient is recorded (inference, evaluation, generation). PyTorch's default CPU ``F.linear`` calls MKL's
-  sgemm, which on the short, wide products of decoding (16 rows times a 768x3072 weight that no longer fits in
-  cache) streams the weight at about half the rate oneDNN reaches on a weight reordered once into its blocked
-  layout (:func:`pack_linear_weight`); on large products oneDNN is still 10-20% faster. Same precision (float32
-  products and sums; results differ from MKL's by summation order only, ~1e-6 relative). Training (autograd on)
-  keeps ``F.linear``. ``OFASYS_ONEDNN=0`` in the environment turns it off.
+* :func:`linear` / :func:`pack_linear_weight` — the model's float32 linear layers on CPU through oneDNN.
+  PyTorch's default CPU ``F.linear`` calls MKL's sgemm, which on this project's AMD machines is slower than
+  oneDNN: on the short, wide products of decoding (16 rows times a 768x3072 weight that no longer fits in cache)
+  it streams the weight at about half the rate oneDNN reaches on a weight reordered once into its blocked layout
+  (:func:`pack_linear_weight`); on large products oneDNN is 10-20% faster. Without autograd every product of 32
+  rows or more, and every packed weight, goes through oneDNN. With autograd (training) layers whose both
+  dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256: ``tiny`` and larger) use a oneDNN forward and
+  input gradient with MKL's weight gradient (the fastest combination measured); smaller layers (``nano``, the
+  size the calibrated tests train) keep ``F.linear``. Same precision (float32 products and sums; results differ
+  from MKL's by summation order only, ~1e-6 relative). ``OFASYS_ONEDNN=0`` in the environment turns all of it
+  off; ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` moves the training threshold.
 
 Imports torch.
 """
@@ -98,34 +102,70 @@ def _onednn_usable() -> bool:
         return False
 
 
-#: whether :func:`inference_linear` and :func:`pack_linear_weight` use oneDNN (set at import; tests may flip it)
+#: whether :func:`linear` and :func:`pack_linear_weight` use oneDNN (set at import; tests may flip it)
 ONEDNN = _onednn_usable()
 _MIN_ROWS = 32  # below this many rows a plain (unpacked) weight is not worth oneDNN's per-call reorder
+#: with autograd, layers whose both dimensions reach this use oneDNN (see the module notes)
+ONEDNN_TRAIN_MIN_DIM = int(os.environ.get("OFASYS_ONEDNN_TRAIN_MIN_DIM", "256"))
+
+
+def _onednn_dtype_ok(x: Tensor, w: Tensor) -> bool:
+    return (ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu"))
 
 
 def _onednn_ok(x: Tensor, w: Tensor) -> bool:
-    return (ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
-            and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"))
+    return _onednn_dtype_ok(x, w) and not torch.is_grad_enabled()
 
 
-def inference_linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-    """``F.linear(x, w, b)``; through oneDNN when ``w`` was packed by :func:`pack_linear_weight`, or when no
-    gradient is recorded and ``x`` is a float32 CPU tensor of at least 32 rows (see the module notes)."""
+def _dnn(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``F.linear`` with oneDNN's forward and input gradient and MKL's weight gradient (``g^T x``)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return _dnn(x, w, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        g2 = g.reshape(-1, g.size(-1))
+        gx = _dnn(g, w.t().contiguous(), None) if ctx.needs_input_grad[0] else None
+        gw = g2.t().mm(x.reshape(-1, x.size(-1))) if ctx.needs_input_grad[1] else None
+        gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``F.linear(x, w, b)``, through oneDNN on float32 CPU tensors where that is faster (see the module notes):
+    always for a weight packed by :func:`pack_linear_weight`; without autograd for 32 rows or more; with autograd
+    for layers whose both dimensions reach :data:`ONEDNN_TRAIN_MIN_DIM`."""
     if w.is_mkldnn:
-        return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
-    if x.numel() >= _MIN_ROWS * x.size(-1) and _onednn_ok(x, w):
-        return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+        return _dnn(x, w, b)
+    if not _onednn_dtype_ok(x, w):
+        return F.linear(x, w, b)
+    if torch.is_grad_enabled():
+        if min(w.shape) >= ONEDNN_TRAIN_MIN_DIM and (x.requires_grad or w.requires_grad):
+            return _OneDNNLinear.apply(x, w, b)
+        return F.linear(x, w, b)
+    if x.numel() >= _MIN_ROWS * x.size(-1):
+        return _dnn(x, w, b)
     return F.linear(x, w, b)
 
 
 def pack_linear_weight(w: Tensor, rows: int = 16) -> Tensor:
     """A copy of the (out, in) weight ``w`` reordered once into oneDNN's blocked layout for products with about
-    ``rows`` rows (:func:`inference_linear` accepts any number), or ``w`` itself where oneDNN is not used (not
+    ``rows`` rows (:func:`linear` accepts any number), or ``w`` itself where oneDNN is not used (not
     float32 on CPU, gradients recorded, or turned off). The copy is detached: repack after the weight changes."""
     if not _onednn_ok(w, w) or w.dim() != 2:
         return w
     return torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous(), rows)
 
 
-__all__ = ["COMPILE_MODES", "ONEDNN", "adamw", "autocast", "fused_adamw_available", "inference_linear",
+__all__ = ["COMPILE_MODES", "ONEDNN", "adamw", "autocast", "fused_adamw_available", "linear",
            "maybe_compile", "pack_linear_weight"]

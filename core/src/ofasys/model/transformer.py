@@ -39,7 +39,7 @@ from ..errors import ConfigError
 from ..vocab import Vocabulary
 from .adaptor import Adaptor, EncoderBatch, EncoderOut, Segment
 from .config import ModelConfig
-from .speed import inference_linear, pack_linear_weight
+from .speed import linear, pack_linear_weight
 
 PAD = Vocabulary.pad
 MAX_SEGMENT_OFFSET = 8  # cross-segment bias rows: segment-order offsets -8..8 (clamped)
@@ -122,8 +122,8 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> T
 
 
 def _lin(m: nn.Linear, x: Tensor) -> Tensor:
-    """``m(x)``; without autograd through :func:`~ofasys.model.speed.inference_linear` (oneDNN on CPU)."""
-    return m(x) if torch.is_grad_enabled() else inference_linear(x, m.weight, m.bias)
+    """``m(x)`` through :func:`~ofasys.model.speed.linear` (oneDNN on CPU where it is faster)."""
+    return linear(x, m.weight, m.bias)
 
 
 def _single_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
@@ -174,7 +174,7 @@ class Attention(nn.Module):
                 o = (o.view(*o.shape[:-1], self.h, self.hd) * hs.unsqueeze(1)).flatten(-2)
             else:
                 w = w * hs.repeat_interleave(self.hd)
-        o = inference_linear(o, w, self.out.bias)
+        o = linear(o, w, self.out.bias)
         return self.post_ln(o) if self.post_ln is not None else o
 
     def self_attn(self, x: Tensor, bias: Tensor | None, cache: "DecoderCache | None" = None, layer: int = 0) -> Tensor:
@@ -304,7 +304,7 @@ class DecoderLayer(nn.Module):
         of the small sizes)."""
         n, t, d = x.shape
         H, hd, eps = w.heads, w.hd, w.eps
-        ln, lin = torch.layer_norm, inference_linear
+        ln, lin = torch.layer_norm, linear
         # self-attention: keys/values go straight into the cache buffer
         qkv = lin(ln(x, (d,), *w.ln1, eps), w.qkv_w, w.qkv_b).view(n, t, 3, H, hd)
         k, v = cache.append_kv(layer, qkv[:, :, 1:])
@@ -916,11 +916,11 @@ class GeneralistModel(nn.Module):
         return self._decode(embeds, enc, cache, causal)
 
     def logits(self, hidden: Tensor) -> Tensor:
-        """Output logits (..., V) through the tied token embedding (without autograd on CPU: oneDNN with the
-        embedding packed once while it is unchanged)."""
+        """Output logits (..., V) through the tied token embedding (:func:`~ofasys.model.speed.linear`; without
+        autograd on CPU with the embedding packed once while it is unchanged)."""
         if torch.is_grad_enabled() or hidden.device.type != "cpu":
-            return F.linear(hidden, self.embed_tokens.weight)
-        return inference_linear(hidden, self._packed_embedding())
+            return linear(hidden, self.embed_tokens.weight)
+        return linear(hidden, self._packed_embedding())
 
     def forward(self, batch: EncoderBatch, prev_tokens: Tensor, seq_ids: Tensor | None = None) -> Tensor:
         """Teacher-forced logits (B, T, V) (``seq_ids``: the decoder side of a packed batch)."""
