@@ -437,3 +437,26 @@ def test_onednn_training_linears_give_the_loss_and_gradients_of_f_linear(monkeyp
     assert g_dnn.keys() == g_ref.keys()
     for name, g in g_ref.items():
         assert torch.allclose(g_dnn[name], g, atol=1e-5 * max(1.0, float(g.abs().max()))), name
+
+
+def test_linear_layers_stay_modules_whose_forward_hooks_run_in_every_mode(monkeypatch):
+    """Plugins capture activations with forward hooks on the model's linear layers (the audio plugin's guided
+    attention hooks ``cross_attn.q``): the oneDNN kernels must not bypass them, in training or inference, at
+    sizes that take the oneDNN training path or not."""
+    m = randomised()
+    prev = torch.randint(5, V, (4, 5))
+    for min_dim in (256, 0):
+        monkeypatch.setattr(speed, "ONEDNN_TRAIN_MIN_DIM", min_dim)
+        for training, grad in ((True, True), (False, False)):
+            seen = []
+            hooks = [layer.cross_attn.q.register_forward_hook(lambda _m, _i, out: seen.append(out.shape))
+                     for layer in m.decoder_layers]
+            hooks.append(m.encoder_layers[0].ffn.fc1.register_forward_hook(lambda _m, _i, out: seen.append(0)))
+            m.train(training)
+            try:
+                with torch.set_grad_enabled(grad):
+                    m.decode(prev, m.encode(EncoderBatch.from_tokens(padded_tokens())))
+            finally:
+                for h in hooks:
+                    h.remove()
+            assert seen == [0] + [torch.Size([4, 5, 128])] * len(m.decoder_layers), (min_dim, training)

@@ -121,9 +121,13 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> T
     return torch.matmul(a, v)
 
 
-def _lin(m: nn.Linear, x: Tensor) -> Tensor:
-    """``m(x)`` through :func:`~ofasys.model.speed.linear` (oneDNN on CPU where it is faster)."""
-    return linear(x, m.weight, m.bias)
+class _Linear(nn.Linear):
+    """``nn.Linear`` computed by :func:`~ofasys.model.speed.linear` (oneDNN on CPU where it is faster). A module
+    call like any other: forward hooks (plugins capture attention queries with them) and parameter names are
+    those of ``nn.Linear``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
 
 
 def _single_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
@@ -150,11 +154,11 @@ class Attention(nn.Module):
         self.hd = d // self.h
         self.cross = cross
         if cross:
-            self.q = nn.Linear(d, d)
-            self.kv = nn.Linear(d, 2 * d)
+            self.q = _Linear(d, d)
+            self.kv = _Linear(d, 2 * d)
         else:
-            self.qkv = nn.Linear(d, 3 * d)
-        self.out = nn.Linear(d, d)
+            self.qkv = _Linear(d, 3 * d)
+        self.out = _Linear(d, d)
         self.head_scale = nn.Parameter(torch.ones(self.h)) if cfg.scale_heads else None
         self.post_ln = nn.LayerNorm(d) if cfg.normformer else None
         self.p = cfg.attention_dropout
@@ -179,7 +183,7 @@ class Attention(nn.Module):
 
     def self_attn(self, x: Tensor, bias: Tensor | None, cache: "DecoderCache | None" = None, layer: int = 0) -> Tensor:
         n, t, d = x.shape
-        qkv = _lin(self.qkv, x).view(n, t, 3, self.h, self.hd)
+        qkv = self.qkv(x).view(n, t, 3, self.h, self.hd)
         if cache is not None:
             k, v = cache.append_kv(layer, qkv[:, :, 1:])
             q = qkv[:, :, 0].transpose(1, 2)
@@ -190,13 +194,13 @@ class Attention(nn.Module):
 
     def cross_kv(self, mem: Tensor) -> tuple[Tensor, Tensor]:
         b, s, _ = mem.shape
-        k, v = _lin(self.kv, mem).view(b, s, 2, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
+        k, v = self.kv(mem).view(b, s, 2, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
         return k, v
 
     def cross_attn(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor, rows: int) -> Tensor:
         n, t, d = x.shape
         k, v = kv
-        q = _lin(self.q, x)
+        q = self.q(x)
         p = self.p if self.training else 0.0
         if rows == 1:
             q = q.view(n, t, self.h, self.hd).transpose(1, 2)
@@ -213,18 +217,18 @@ class Attention(nn.Module):
 class FFN(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fc1 = nn.Linear(cfg.d_model, cfg.ffn_dim)
-        self.fc2 = nn.Linear(cfg.ffn_dim, cfg.d_model)
+        self.fc1 = _Linear(cfg.d_model, cfg.ffn_dim)
+        self.fc2 = _Linear(cfg.ffn_dim, cfg.d_model)
         self.mid_ln = nn.LayerNorm(cfg.ffn_dim) if cfg.normformer else None
         self.p = cfg.activation_dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.gelu(_lin(self.fc1, x))
+        h = F.gelu(self.fc1(x))
         if self.mid_ln is not None:
             h = self.mid_ln(h)
         if self.p and self.training:
             h = F.dropout(h, self.p, True)
-        return _lin(self.fc2, h)
+        return self.fc2(h)
 
 
 class EncoderLayer(nn.Module):
