@@ -743,13 +743,17 @@ class GeneralistModel(nn.Module):
             bias = self._encoder_bias(index, key_mask, flat_pos, flat_kind, flat_seg, kinds, dummy)
             expert_ids = torch.cat(flat_exp + [flat_exp[0].new_zeros(1)])[index] if self.moe_keys and flat_exp else None
 
+        return EncoderOut(self._encoder_layers(x, bias, expert_ids), mask)
+
+    def _encoder_layers(self, x: Tensor, bias: Tensor, expert_ids: Tensor | None) -> Tensor:
+        """The encoder layers (each checkpointed when activation checkpointing is on) and the final LayerNorm."""
         ck = self._ckpt()
         for layer in self.encoder_layers:
             if ck:
                 x = checkpoint(layer, x, bias, expert_ids, use_reentrant=False)
             else:
                 x = layer(x, bias, expert_ids)
-        return EncoderOut(self.enc_final_ln(x), mask)
+        return self.enc_final_ln(x)
 
     def _packed_bias(self, table: str, qpos: Tensor, kpos: Tensor, qseq: Tensor, kseq: Tensor,
                      causal: bool) -> Tensor:
@@ -792,13 +796,7 @@ class GeneralistModel(nn.Module):
         bias = self._packed_bias("enc_tokens", pos, pos, seq, seq, causal=False)
         expert = self._expert_of("tokens") if self.moe_keys else 0
         expert_ids = torch.full_like(seq, expert) if expert else None
-        ck = self._ckpt()
-        for layer in self.encoder_layers:
-            if ck:
-                x = checkpoint(layer, x, bias, expert_ids, use_reentrant=False)
-            else:
-                x = layer(x, bias, expert_ids)
-        return EncoderOut(self.enc_final_ln(x), seq.ge(0), seq)
+        return EncoderOut(self._encoder_layers(x, bias, expert_ids), seq.ge(0), seq)
 
     def _one_token_row_each(self, batch: EncoderBatch, sources: list) -> tuple[Tensor, Tensor, Tensor] | None:
         """Fast path of :meth:`encode` for text-only batches in which every sample is one token row, padded on
