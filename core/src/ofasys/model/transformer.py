@@ -39,6 +39,7 @@ from ..errors import ConfigError
 from ..vocab import Vocabulary
 from .adaptor import Adaptor, EncoderBatch, EncoderOut, Segment
 from .config import ModelConfig
+from . import speed
 from .speed import linear, pack_linear_weight
 
 PAD = Vocabulary.pad
@@ -441,8 +442,6 @@ class _InferenceWeights:
 def _weights_key(params) -> tuple | None:
     """What the derived inference weights depend on, or ``None`` where parameters have no plain storage (sharded
     tensor subclasses): then nothing is reused."""
-    from . import speed
-
     try:
         return (speed.ONEDNN, torch.is_autocast_enabled("cpu"), *((p.data_ptr(), p._version) for p in params))
     except (RuntimeError, NotImplementedError):
