@@ -56,6 +56,15 @@ case "$what" in
         echo "note: chromium/chromedriver missing and not root: the demo page test will be skipped" >&2
       fi
     fi
+    # the audio plugin's fresh-speech test synthesises new voices with espeak-ng (skipped without it)
+    if ! command -v espeak-ng >/dev/null; then
+      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing Debian's espeak-ng (for the fresh-speech test)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+      else
+        echo "note: espeak-ng missing and not root: the fresh-speech test will be skipped" >&2
+      fi
+    fi
     log "running the test suite"
     # one pytest worker per core, each file on one worker (its module fixture trains once), one torch thread
     # per worker so the workers do not fight over the cores; OFASYS_TEST_WORKERS=0 runs in this process
