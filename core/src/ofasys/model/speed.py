@@ -16,8 +16,9 @@
   it streams the weight at about half the rate oneDNN reaches on a weight reordered once into its blocked layout
   (:func:`pack_linear_weight`); on large products oneDNN is 10-20% faster. Without autograd every product of 32
   rows or more, and every packed weight, goes through oneDNN. With autograd (training) layers whose both
-  dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256: ``tiny`` and larger) use a oneDNN forward and
-  input gradient with MKL's weight gradient (the fastest combination measured); smaller layers (``nano``, the
+  dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256 on AMD processors: ``tiny`` and larger; off on
+  others, where MKL measured faster) use a oneDNN forward and
+  input gradient with MKL's weight gradient (the fastest combination measured on AMD); smaller layers (``nano``, the
   size the calibrated tests train) keep ``F.linear``. Same precision (float32 products and sums; results differ
   from MKL's by summation order only, ~1e-6 relative). ``OFASYS_ONEDNN=0`` in the environment turns all of it
   off; ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` moves the training threshold.
@@ -105,8 +106,34 @@ def _onednn_usable() -> bool:
 #: whether :func:`linear` and :func:`pack_linear_weight` use oneDNN (set at import; tests may flip it)
 ONEDNN = _onednn_usable()
 _MIN_ROWS = 32  # below this many rows a plain (unpacked) weight is not worth oneDNN's per-call reorder
-#: with autograd, layers whose both dimensions reach this use oneDNN (see the module notes)
-ONEDNN_TRAIN_MIN_DIM = int(os.environ.get("OFASYS_ONEDNN_TRAIN_MIN_DIM", "256"))
+
+
+def _cpu_vendor() -> str:
+    """The CPU vendor string of /proc/cpuinfo (``AuthenticAMD``, ``GenuineIntel``...), or "" where unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _default_train_min_dim() -> int:
+    """256 on AMD processors, where oneDNN's training products were measured faster than MKL's; off (a
+    threshold no layer reaches) elsewhere: on an Intel Xeon (Sapphire Rapids) MKL's sgemm is about 10% faster
+    than oneDNN on the same products and the oneDNN input gradient needs a transposed weight copy per step.
+    ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` overrides it."""
+    env = os.environ.get("OFASYS_ONEDNN_TRAIN_MIN_DIM", "").strip()
+    if env:
+        return int(env)
+    return 256 if _cpu_vendor() == "AuthenticAMD" else 1 << 62
+
+
+#: with autograd, layers whose both dimensions reach this use oneDNN (see the module notes and
+#: :func:`_default_train_min_dim`)
+ONEDNN_TRAIN_MIN_DIM = _default_train_min_dim()
 
 
 def _onednn_dtype_ok(x: Tensor, w: Tensor) -> bool:
