@@ -19,6 +19,20 @@ shift || true
 
 log() { printf '\n== %s\n' "$*"; }
 
+# need_debian CMD[,CMD...] "PACKAGES" WHAT: install Debian's PACKAGES when a CMD is missing (as root), else say
+# that WHAT will be skipped
+need_debian() {
+  local cmd missing=0
+  for cmd in ${1//,/ }; do command -v "$cmd" >/dev/null || missing=1; done
+  [ "$missing" = 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian's $2 (for $3)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $2 >/dev/null
+  else
+    echo "note: $2 missing and not root: $3 will be skipped" >&2
+  fi
+}
+
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
   "$PY" -m venv "$VENV"
@@ -47,24 +61,10 @@ pip_ install -q --no-deps --force-reinstall .wheelhouse/*.whl
 
 case "$what" in
   test)
-    # the demo-page test renders the gallery in a real headless browser: Debian's Chromium and its driver
-    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        log "installing Debian's chromium and chromium-driver (for the demo page test)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-      else
-        echo "note: chromium/chromedriver missing and not root: the demo page test will be skipped" >&2
-      fi
-    fi
-    # the audio plugin's fresh-speech test synthesises new voices with espeak-ng (skipped without it)
-    if ! command -v espeak-ng >/dev/null; then
-      if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        log "installing Debian's espeak-ng (for the fresh-speech test)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
-      else
-        echo "note: espeak-ng missing and not root: the fresh-speech test will be skipped" >&2
-      fi
-    fi
+    # system programs some tests use: Debian's chromium + driver (the demo page test renders the gallery in a
+    # real headless browser) and espeak-ng (the audio plugin's fresh-speech test synthesises new voices)
+    need_debian chromium,chromedriver "chromium chromium-driver" "the demo page test"
+    need_debian espeak-ng espeak-ng "the fresh-speech test"
     log "running the test suite"
     # one pytest worker per core, each file on one worker (its module fixture trains once), one torch thread
     # per worker so the workers do not fight over the cores; OFASYS_TEST_WORKERS=0 runs in this process
