@@ -231,10 +231,19 @@ def test_onednn_inference_matches_default_kernels_and_follows_weight_changes(mon
 
     m = randomised()
     batch = EncoderBatch.from_tokens(padded_tokens())
+    monkeypatch.setattr(speed, "INFER_WEIGHTS", "onednn")
     fast = _greedy(m, batch)
     packed = [getattr(w, f) for w in m._inference.step for f in ("qkv_w", "fc1_w", "fc2_w")]
     assert packed and all(t.is_mkldnn for t in packed)  # the decoder step ran on packed weights
     assert m._inference.embed is not None and m._inference.embed.is_mkldnn
+    # the other layout (MKL on a transposed copy) and the size rule give the same tokens and scores
+    for mode in ("mkl", "auto"):
+        monkeypatch.setattr(speed, "INFER_WEIGHTS", mode)
+        other = copy.deepcopy(m)
+        assert _same(_greedy(other, batch), fast)
+        # nano's layer weights are all below the size from which "auto" takes oneDNN's layout
+        assert not any(getattr(w, f).is_mkldnn for w in other._inference.step for f in ("qkv_w", "fc1_w", "fc2_w"))
+    monkeypatch.setattr(speed, "INFER_WEIGHTS", "onednn")
     reused = m._inference.step
     assert _same(_greedy(m, batch), fast) and m._inference.step is reused  # unchanged weights: no repacking
     monkeypatch.setattr(speed, "ONEDNN", False)

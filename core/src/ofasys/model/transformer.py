@@ -40,7 +40,7 @@ from ..vocab import Vocabulary
 from .adaptor import Adaptor, EncoderBatch, EncoderOut, Segment
 from .config import ModelConfig
 from . import speed
-from .speed import linear, pack_linear_weight
+from .speed import linear, linear_gelu, pack_linear_weight
 
 PAD = Vocabulary.pad
 MAX_SEGMENT_OFFSET = 8  # cross-segment bias rows: segment-order offsets -8..8 (clamped)
@@ -224,7 +224,10 @@ class FFN(nn.Module):
         self.p = cfg.activation_dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.gelu(self.fc1(x))
+        if torch.is_grad_enabled() or self._forward_hooks or self.fc1._forward_hooks:
+            h = F.gelu(self.fc1(x))
+        else:  # inference: the GELU fused into fc1 where oneDNN runs it
+            h = linear_gelu(x, self.fc1.weight, self.fc1.bias)
         if self.mid_ln is not None:
             h = self.mid_ln(h)
         if self.p and self.training:
@@ -336,7 +339,7 @@ class DecoderLayer(nn.Module):
         o = lin(o, w.co_w, w.co_b)
         x = x + (ln(o, (d,), *w.co_ln, eps) if w.co_ln is not None else o)
         # feed-forward
-        h = F.gelu(lin(ln(x, (d,), *w.ln3, eps), w.fc1_w, w.fc1_b))
+        h = linear_gelu(ln(x, (d,), *w.ln3, eps), w.fc1_w, w.fc1_b)
         if w.mid_ln is not None:
             h = ln(h, (h.size(-1),), *w.mid_ln, eps)
         return x + lin(h, w.fc2_w, w.fc2_b)
@@ -439,6 +442,12 @@ class _InferenceWeights:
         return (_InferenceWeights, ())
 
 
+def _rows_bucket(rows: int) -> int:
+    """The row count inference weights are laid out for: one row (batch-1 decoding), else 16, 32 or 64 (the
+    power of two at or above ``rows``, capped: a batch shrinking as its samples finish keeps its weights)."""
+    return 1 if rows <= 1 else min(64, max(16, 1 << (int(rows) - 1).bit_length()))
+
+
 def _weights_key(params) -> tuple | None:
     """What the derived inference weights depend on, or ``None`` where parameters have no plain storage (sharded
     tensor subclasses): then nothing is reused."""
@@ -510,21 +519,25 @@ class GeneralistModel(nn.Module):
         """Every decoder layer's :meth:`DecoderLayer.step_weights`, reused while the decoder's parameters are
         unchanged."""
         st = self._inference
+        rows = _rows_bucket(rows)
         key = _weights_key(self.decoder_layers.parameters())
+        key = key and (*key, rows)
         if key is None or st.step is None or st.step_key != key:
             st.step = [layer.step_weights(rows) for layer in self.decoder_layers]
             st.step_key = key
         return st.step
 
-    def _packed_embedding(self) -> Tensor:
-        """The output projection's weight (the tied token embedding), packed for oneDNN where it is used."""
+    def _packed_embedding(self, rows: int = 16) -> Tensor:
+        """The output projection's weight (the tied token embedding) laid out for inference products of about
+        ``rows`` rows (:func:`~ofasys.model.speed.pack_linear_weight`)."""
         w = self.embed_tokens.weight
         st = self._inference
         key = _weights_key((w,))
+        key = key and (*key, _rows_bucket(rows))
         if key is not None and st.embed is not None and st.embed_key == key:
             return st.embed
-        packed = pack_linear_weight(w)
-        if packed.is_mkldnn and key is not None:
+        packed = pack_linear_weight(w, _rows_bucket(rows))
+        if packed is not w and key is not None:
             st.embed, st.embed_key = packed, key
         return packed
 
@@ -921,7 +934,7 @@ class GeneralistModel(nn.Module):
         autograd on CPU with the embedding packed once while it is unchanged)."""
         if torch.is_grad_enabled() or hidden.device.type != "cpu":
             return linear(hidden, self.embed_tokens.weight)
-        return linear(hidden, self._packed_embedding())
+        return linear(hidden, self._packed_embedding(hidden.numel() // max(1, hidden.size(-1))))
 
     def forward(self, batch: EncoderBatch, prev_tokens: Tensor, seq_ids: Tensor | None = None) -> Tensor:
         """Teacher-forced logits (B, T, V) (``seq_ids``: the decoder side of a packed batch)."""
