@@ -19,9 +19,12 @@
   dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256 on AMD processors: ``tiny`` and larger; off on
   others, where MKL measured faster) use a oneDNN forward and
   input gradient with MKL's weight gradient (the fastest combination measured on AMD); smaller layers (``nano``, the
-  size the calibrated tests train) keep ``F.linear``. Same precision (float32 products and sums; results differ
-  from MKL's by summation order only, ~1e-6 relative). ``OFASYS_ONEDNN=0`` in the environment turns all of it
-  off; ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` moves the training threshold.
+  size the calibrated tests train) keep ``F.linear``. Decoding weights are laid out per row count
+  (:func:`pack_linear_weight`: oneDNN's blocked layout, or a transposed copy for MKL where that measured faster),
+  and fc1's GELU is fused into oneDNN's product at inference (:func:`linear_gelu`). Same precision (float32
+  products and sums; results differ from MKL's by summation order only, ~1e-6 relative). ``OFASYS_ONEDNN=0``
+  in the environment turns all of it off; ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` moves the training threshold,
+  ``OFASYS_INFER_WEIGHTS`` (``auto``/``onednn``/``mkl``) picks the decoding weights' layout.
 
 Imports torch.
 """
