@@ -469,3 +469,50 @@ def test_linear_layers_stay_modules_whose_forward_hooks_run_in_every_mode(monkey
                 for h in hooks:
                     h.remove()
             assert seen == [0] + [torch.Size([4, 5, 128])] * len(m.decoder_layers), (min_dim, training)
+
+
+@pytest.mark.parametrize("path", ["fast", "general", "checkpointed"])
+def test_encoder_on_real_positions_only_gives_the_values_and_gradients_of_the_padded_run(monkeypatch, path):
+    """Skipping padded positions (speed.unpad_worthwhile) changes nothing a user sees: the encoder states at real
+    positions, the decoder output and every gradient equal the padded computation's (float rounding aside), also
+    for a sample with no encoder positions at all (it still attends to its dummy position)."""
+    src = padded_tokens(2)
+    src[3] = 0  # an empty sample: the general path
+    batch = EncoderBatch.from_tokens(src if path != "fast" else padded_tokens(2))
+    prev = torch.randint(5, V, (4, 6), generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(speed, "UNPAD_MIN_DIM", 0)
+    runs = []
+    for frac in (2.0, 0.05):  # never, then whenever 5% of the batch is padding
+        monkeypatch.setattr(speed, "UNPAD_MIN_FRACTION", frac)
+        m = randomised(checkpoint_activations=path == "checkpointed").train()
+        enc = m.encode(batch)
+        out = m.logits(m.decode(prev, enc))
+        out.square().mean().backward()
+        grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+        with torch.no_grad():
+            m.eval()
+            gen = m.encode(batch)
+        runs.append((enc, out.detach(), grads, gen))
+    (e0, o0, g0, h0), (e1, o1, g1, h1) = runs
+    assert e0.flat is None and e1.flat is not None  # the second run really skipped the padding
+    assert torch.equal(e0.mask, e1.mask)
+    assert torch.allclose(e0.hidden[e0.mask], e1.hidden[e1.mask], atol=1e-5)
+    assert torch.allclose(h0.hidden[h0.mask], h1.hidden[h1.mask], atol=1e-5)
+    assert not h1.hidden[~h1.mask & torch.arange(h1.mask.size(1)).gt(0)].any()  # padding is zeros, not garbage
+    assert torch.allclose(o0, o1, atol=1e-4, rtol=1e-4)
+    assert set(g0) == set(g1)
+    for name in g0:
+        assert torch.allclose(g0[name], g1[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_unpadding_is_decided_by_padding_fraction_and_width(monkeypatch):
+    monkeypatch.setattr(speed, "UNPAD_MIN_FRACTION", 0.1)
+    monkeypatch.setattr(speed, "UNPAD_MIN_DIM", 256)
+    mask = torch.ones(4, 10, dtype=torch.bool)
+    assert not speed.unpad_worthwhile(mask, 768)  # nothing to skip
+    mask[0, 6:] = False  # 10% padding
+    assert speed.unpad_worthwhile(mask, 768)
+    assert not speed.unpad_worthwhile(mask, 128)  # too narrow to gain
+    mask[1:, 9:] = False
+    monkeypatch.setattr(speed, "UNPAD_MIN_FRACTION", 0.5)
+    assert not speed.unpad_worthwhile(mask, 768)

@@ -108,6 +108,9 @@ class EncoderOut:
     hidden: Tensor
     mask: Tensor
     seq_ids: Tensor | None = None
+    #: the model's own shortcut: the real positions' states (N, D) and their ``Unpadded`` index when the encoder
+    #: ran on those only (``hidden`` then holds zeros at padded positions); ``None`` otherwise
+    flat: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.hidden.size(0)

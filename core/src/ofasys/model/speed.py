@@ -225,5 +225,24 @@ def pack_linear_weight(w: Tensor, rows: int = 16) -> Tensor:
     return w.t().contiguous().t()
 
 
+#: the encoder runs on the real positions only (:class:`~ofasys.model.transformer.Unpadded`) when at least this
+#: fraction of a batch's positions is padding ...
+UNPAD_MIN_FRACTION = float(os.environ.get("OFASYS_UNPAD_MIN_FRACTION", "0.05"))
+#: ... and the model is at least this wide (narrower layers are memory-bound: the gathers cost what they save)
+UNPAD_MIN_DIM = int(os.environ.get("OFASYS_UNPAD_MIN_DIM", "256"))
+
+
+def unpad_worthwhile(mask: Tensor, width: int) -> bool:
+    """Whether layers over a padded (B, S) batch with real positions ``mask`` should run on those positions only:
+    :data:`UNPAD_MIN_FRACTION` of it is padding and the model is :data:`UNPAD_MIN_DIM` wide or more. Never
+    while ``torch.compile`` traces (the number of real positions is data-dependent)."""
+    if width < UNPAD_MIN_DIM or UNPAD_MIN_FRACTION > 1.0 or mask.dim() != 2:
+        return False
+    if torch.compiler.is_compiling():
+        return False
+    real = int(mask.sum())
+    return 0 < real and mask.numel() - real >= UNPAD_MIN_FRACTION * mask.numel()
+
+
 __all__ = ["COMPILE_MODES", "ONEDNN", "adamw", "autocast", "fused_adamw_available", "linear", "linear_gelu",
-           "maybe_compile", "pack_linear_weight"]
+           "maybe_compile", "pack_linear_weight", "unpad_worthwhile"]

@@ -142,6 +142,30 @@ def _ln(m: nn.LayerNorm, x: Tensor) -> Tensor:
     return F.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
 
 
+class Unpadded:
+    """The real positions of a padded (B, S) batch as one flat row index, for layers that run on those rows only
+    (:func:`~ofasys.model.speed.unpad_worthwhile` decides when). Position-wise work (layer norms, projections,
+    the FFN, residuals) then skips the padding; attention scatters its projections back into the padded layout
+    (zeros at padded positions, which are masked as keys) and gathers the real queries' outputs. Real positions
+    get the values of the padded computation up to the summation order of the products."""
+
+    __slots__ = ("index", "shape")
+
+    def __init__(self, mask: Tensor):
+        self.index = mask.reshape(-1).nonzero().squeeze(1)
+        self.shape = tuple(mask.shape)
+
+    def take(self, x: Tensor) -> Tensor:
+        """(B, S, F) -> (N, F): the real positions' rows."""
+        return x.reshape(-1, x.size(-1)).index_select(0, self.index)
+
+    def put(self, flat: Tensor) -> Tensor:
+        """(N, F) -> (B, S, F) with zeros at padded positions."""
+        b, s = self.shape
+        out = flat.new_zeros(b * s, flat.size(-1))
+        return out.index_copy(0, self.index, flat).view(b, s, -1)
+
+
 # --------------------------------------------------------------------------------------------- layers
 
 
@@ -182,7 +206,14 @@ class Attention(nn.Module):
         o = linear(o, w, self.out.bias)
         return self.post_ln(o) if self.post_ln is not None else o
 
-    def self_attn(self, x: Tensor, bias: Tensor | None, cache: "DecoderCache | None" = None, layer: int = 0) -> Tensor:
+    def self_attn(self, x: Tensor, bias: Tensor | None, cache: "DecoderCache | None" = None, layer: int = 0,
+                  unpad: Unpadded | None = None) -> Tensor:
+        if unpad is not None:  # x: the real positions (N, D); attention in the padded layout
+            n, t = unpad.shape
+            qkv = unpad.put(self.qkv(x)).view(n, t, 3, self.h, self.hd)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            o = _attend(q, k, v, bias, self.p if self.training else 0.0)
+            return self._project_out(unpad.take(o.transpose(1, 2).reshape(n, t, -1)))
         n, t, d = x.shape
         qkv = self.qkv(x).view(n, t, 3, self.h, self.hd)
         if cache is not None:
@@ -193,9 +224,12 @@ class Attention(nn.Module):
         o = _attend(q, k, v, bias, self.p if self.training else 0.0)
         return self._project_out(o.transpose(1, 2).reshape(n, t, d))
 
-    def cross_kv(self, mem: Tensor) -> tuple[Tensor, Tensor]:
+    def cross_kv(self, mem: Tensor, flat: "tuple[Tensor, Unpadded] | None" = None) -> tuple[Tensor, Tensor]:
+        """Keys and values (B, H, S, hd) of the encoder states ``mem`` (B, S, D); ``flat`` (the real positions'
+        states and their :class:`Unpadded`, :attr:`EncoderOut.flat`) projects only those (zeros elsewhere)."""
         b, s, _ = mem.shape
-        k, v = self.kv(mem).view(b, s, 2, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
+        kv = self.kv(mem) if flat is None else flat[1].put(self.kv(flat[0]))
+        k, v = kv.view(b, s, 2, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
         return k, v
 
     def cross_attn(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor, rows: int) -> Tensor:
@@ -255,8 +289,10 @@ class EncoderLayer(nn.Module):
                 out[sel] = ffn(h[sel]).to(out.dtype)
         return out
 
-    def forward(self, x: Tensor, bias: Tensor, expert_ids: Tensor | None = None) -> Tensor:
-        h = self.attn.self_attn(self.attn_ln(x), bias)
+    def forward(self, x: Tensor, bias: Tensor, expert_ids: Tensor | None = None,
+                unpad: Unpadded | None = None) -> Tensor:
+        """``x`` (B, S, D), or with ``unpad`` the real positions (N, D) (``expert_ids`` likewise)."""
+        h = self.attn.self_attn(self.attn_ln(x), bias, unpad=unpad)
         x = _residual(x, h, self.p, self.drop_path) if self.training else x + h
         h = self._ffn(self.ffn_ln(x), expert_ids)
         return _residual(x, h, self.p, self.drop_path) if self.training else x + h
@@ -274,12 +310,12 @@ class DecoderLayer(nn.Module):
         self.p, self.drop_path = cfg.dropout, drop_path
 
     def forward(self, x: Tensor, self_bias: Tensor | None, mem: Tensor | None, cross_kv, cross_mask: Tensor,
-                rows: int, cache: DecoderCache | None = None, layer: int = 0) -> Tensor:
+                rows: int, cache: DecoderCache | None = None, layer: int = 0, mem_flat=None) -> Tensor:
         tr = self.training
         h = self.self_attn.self_attn(self.self_ln(x), self_bias, cache, layer)
         x = _residual(x, h, self.p, self.drop_path) if tr else x + h
         if cross_kv is None:
-            cross_kv = self.cross_attn.cross_kv(mem)
+            cross_kv = self.cross_attn.cross_kv(mem, mem_flat)
         h = self.cross_attn.cross_attn(self.cross_ln(x), cross_kv, cross_mask, rows)
         x = _residual(x, h, self.p, self.drop_path) if tr else x + h
         h = self.ffn(self.ffn_ln(x))
@@ -755,17 +791,32 @@ class GeneralistModel(nn.Module):
             bias = self._encoder_bias(index, key_mask, flat_pos, flat_kind, flat_seg, kinds, dummy)
             expert_ids = torch.cat(flat_exp + [flat_exp[0].new_zeros(1)])[index] if self.moe_keys and flat_exp else None
 
-        return EncoderOut(self._encoder_layers(x, bias, expert_ids), mask)
+        return self._encoder_layers(x, bias, expert_ids, mask)
 
-    def _encoder_layers(self, x: Tensor, bias: Tensor, expert_ids: Tensor | None) -> Tensor:
-        """The encoder layers (each checkpointed when activation checkpointing is on) and the final LayerNorm."""
+    def _encoder_layers(self, x: Tensor, bias: Tensor, expert_ids: Tensor | None, mask: Tensor,
+                        seq_ids: Tensor | None = None) -> EncoderOut:
+        """The encoder layers (each checkpointed when activation checkpointing is on) and the final LayerNorm,
+        on the real positions only where enough of the batch is padding (:func:`~ofasys.model.speed.
+        unpad_worthwhile`; the output's padded positions are then zeros)."""
         ck = self._ckpt()
+        real = mask
+        if not bool(mask[:, 0].all()):  # a sample with no positions keeps its dummy one (it is attended to)
+            real = mask.clone()
+            real[:, 0] |= ~mask.any(1)
+        unpad = Unpadded(real) if speed.unpad_worthwhile(real, x.size(-1)) else None
+        if unpad is not None:
+            x = unpad.take(x)
+            if expert_ids is not None:
+                expert_ids = expert_ids.reshape(-1)[unpad.index]
         for layer in self.encoder_layers:
             if ck:
-                x = checkpoint(layer, x, bias, expert_ids, use_reentrant=False)
+                x = checkpoint(layer, x, bias, expert_ids, unpad, use_reentrant=False)
             else:
-                x = layer(x, bias, expert_ids)
-        return self.enc_final_ln(x)
+                x = layer(x, bias, expert_ids, unpad)
+        x = self.enc_final_ln(x)
+        if unpad is None:
+            return EncoderOut(x, mask, seq_ids)
+        return EncoderOut(unpad.put(x), mask, seq_ids, flat=(x, unpad))
 
     def _packed_bias(self, table: str, qpos: Tensor, kpos: Tensor, qseq: Tensor, kseq: Tensor,
                      causal: bool) -> Tensor:
@@ -808,7 +859,7 @@ class GeneralistModel(nn.Module):
         bias = self._packed_bias("enc_tokens", pos, pos, seq, seq, causal=False)
         expert = self._expert_of("tokens") if self.moe_keys else 0
         expert_ids = torch.full_like(seq, expert) if expert else None
-        return EncoderOut(self._encoder_layers(x, bias, expert_ids), seq.ge(0), seq)
+        return self._encoder_layers(x, bias, expert_ids, seq.ge(0), seq)
 
     def _one_token_row_each(self, batch: EncoderBatch, sources: list) -> tuple[Tensor, Tensor, Tensor] | None:
         """Fast path of :meth:`encode` for text-only batches in which every sample is one token row, padded on
@@ -983,7 +1034,7 @@ class GeneralistModel(nn.Module):
         bias = st["bias"][:, :, start:start + t, :start + t]
         if cache.cross_kv is None:
             mem = enc.hidden
-            cache.cross_kv = [tuple(z.contiguous() for z in layer.cross_attn.cross_kv(mem))
+            cache.cross_kv = [tuple(z.contiguous() for z in layer.cross_attn.cross_kv(mem, enc.flat))
                               for layer in self.decoder_layers]
             cache.cross_mask = self._cross_mask(enc, x.dtype)
         for i, w in enumerate(st["w"]):
@@ -1020,15 +1071,15 @@ class GeneralistModel(nn.Module):
             cross_mask = self._cross_mask(enc, x.dtype)
             cross_kv = None
             if cache is not None:
-                cross_kv = [layer.cross_attn.cross_kv(mem) for layer in self.decoder_layers]
+                cross_kv = [layer.cross_attn.cross_kv(mem, enc.flat) for layer in self.decoder_layers]
                 cache.cross_kv, cache.cross_mask = cross_kv, cross_mask
         ck = self._ckpt() and cache is None
         for i, layer in enumerate(self.decoder_layers):
             ckv = cross_kv[i] if cross_kv is not None else None
             if ck:
-                x = checkpoint(layer, x, self_bias, mem, ckv, cross_mask, rows, None, i, use_reentrant=False)
+                x = checkpoint(layer, x, self_bias, mem, ckv, cross_mask, rows, None, i, enc.flat, use_reentrant=False)
             else:
-                x = layer(x, self_bias, mem, ckv, cross_mask, rows, cache, i)
+                x = layer(x, self_bias, mem, ckv, cross_mask, rows, cache, i, enc.flat)
         if cache is not None:
             cache.length = start + t
         return self.dec_final_ln(x)
@@ -1061,9 +1112,9 @@ class GeneralistModel(nn.Module):
         ck = self._ckpt()
         for i, layer in enumerate(self.decoder_layers):
             if ck:
-                x = checkpoint(layer, x, self_bias, mem, None, cross_mask, 1, None, i, use_reentrant=False)
+                x = checkpoint(layer, x, self_bias, mem, None, cross_mask, 1, None, i, enc.flat, use_reentrant=False)
             else:
-                x = layer(x, self_bias, mem, None, cross_mask, 1, None, i)
+                x = layer(x, self_bias, mem, None, cross_mask, 1, None, i, enc.flat)
         return self.dec_final_ln(x)
 
 
