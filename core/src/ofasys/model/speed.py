@@ -16,8 +16,8 @@
   it streams the weight at about half the rate oneDNN reaches on a weight reordered once into its blocked layout
   (:func:`pack_linear_weight`); on large products oneDNN is 10-20% faster. Without autograd every product of 32
   rows or more, and every packed weight, goes through oneDNN. With autograd (training) layers whose both
-  dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256 on AMD processors: ``tiny`` and larger; off on
-  others, where MKL measured faster) use a oneDNN forward and
+  dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256 on AMD processors with AVX-512: ``tiny`` and
+  larger; off on others, where MKL measured faster) use a oneDNN forward and
   input gradient with MKL's weight gradient (the fastest combination measured on AMD); smaller layers (``nano``, the
   size the calibrated tests train) keep ``F.linear``. Decoding weights are laid out per row count
   (:func:`pack_linear_weight`: oneDNN's blocked layout, or a transposed copy for MKL where that measured faster),
@@ -25,6 +25,10 @@
   products and sums; results differ from MKL's by summation order only, ~1e-6 relative). ``OFASYS_ONEDNN=0``
   in the environment turns all of it off; ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` moves the training threshold,
   ``OFASYS_INFER_WEIGHTS`` (``auto``/``onednn``/``mkl``) picks the decoding weights' layout.
+* :func:`unpad_worthwhile` — whether the encoder's layers run on the real positions only
+  (:class:`~ofasys.model.transformer.Unpadded`): when :data:`UNPAD_MIN_FRACTION` of a batch is padding and the
+  model is :data:`UNPAD_MIN_DIM` wide or more (``OFASYS_UNPAD_MIN_FRACTION``, ``OFASYS_UNPAD_MIN_DIM``); never
+  under ``torch.compile``. Equal to the padded run up to summation order (tested, values and gradients).
 
 Imports torch.
 """
@@ -111,27 +115,35 @@ ONEDNN = _onednn_usable()
 _MIN_ROWS = 32  # below this many rows a plain (unpacked) weight is not worth oneDNN's per-call reorder
 
 
-def _cpu_vendor() -> str:
-    """The CPU vendor string of /proc/cpuinfo (``AuthenticAMD``, ``GenuineIntel``...), or "" where unknown."""
+def _cpu_info() -> tuple[str, frozenset[str]]:
+    """The CPU vendor string (``AuthenticAMD``, ``GenuineIntel``...) and the feature flags of /proc/cpuinfo;
+    ("", {}) where unknown."""
+    vendor, flags = "", frozenset()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                if line.startswith("vendor_id") and not vendor:
+                    vendor = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = frozenset(line.split(":", 1)[1].split())
+                if vendor and flags:
+                    break
     except OSError:
         pass
-    return ""
+    return vendor, flags
 
 
 def _default_train_min_dim() -> int:
-    """256 on AMD processors, where oneDNN's training products were measured faster than MKL's; off (a
-    threshold no layer reaches) elsewhere: on an Intel Xeon (Sapphire Rapids) MKL's sgemm is about 10% faster
-    than oneDNN on the same products and the oneDNN input gradient needs a transposed weight copy per step.
-    ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` overrides it."""
+    """256 on AMD processors with AVX-512 (Zen 4), where oneDNN's training products were measured faster than
+    MKL's (``base`` training 0.95x -> 1.09x BART); off (a threshold no layer reaches) elsewhere: on an AMD EPYC
+    with AVX2 only (Zen 3) the same path made a ``base`` training step 14% slower (in-process A/B), and on an
+    Intel Xeon (Sapphire Rapids) MKL's sgemm is about 10% faster than oneDNN on the same products and the oneDNN
+    input gradient needs a transposed weight copy per step. ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` overrides it."""
     env = os.environ.get("OFASYS_ONEDNN_TRAIN_MIN_DIM", "").strip()
     if env:
         return int(env)
-    return 256 if _cpu_vendor() == "AuthenticAMD" else 1 << 62
+    vendor, flags = _cpu_info()
+    return 256 if vendor == "AuthenticAMD" and "avx512f" in flags else 1 << 62
 
 
 #: with autograd, layers whose both dimensions reach this use oneDNN (see the module notes and
