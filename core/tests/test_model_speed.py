@@ -7,6 +7,9 @@ LayerNorms random values first (they start at zeros/ones, which would hide a wro
 
 from __future__ import annotations
 
+import os
+import platform
+
 import pytest
 import torch
 
@@ -413,6 +416,22 @@ def test_packing_leaves_unpackable_batches_alone_and_generation_refuses_packed_r
     enc = m.encode(p.encoder)
     with pytest.raises(ValueError, match="generation runs unpacked"):
         m.decode(p.prev_tokens[:, :1], enc, m.new_cache(), seq_ids=p.target_seq_ids[:, :1])
+
+
+def test_onednn_training_path_defaults_on_for_avx512_amd_processors_only(monkeypatch):
+    """The oneDNN training products measured faster on an AMD processor with AVX-512 and slower on an AVX2-only
+    AMD EPYC and on an Intel Xeon; the environment variable overrides the choice everywhere."""
+    monkeypatch.delenv("OFASYS_ONEDNN_TRAIN_MIN_DIM", raising=False)
+    vendor, flags = speed._cpu_info()
+    if os.path.exists("/proc/cpuinfo") and platform.machine() in ("x86_64", "AMD64"):
+        assert vendor and "sse2" in flags, (vendor, sorted(flags)[:5])
+    off = 1 << 62
+    for vendor, flags, want in [("AuthenticAMD", {"avx2", "avx512f"}, 256), ("AuthenticAMD", {"avx2"}, off),
+                                ("GenuineIntel", {"avx2", "avx512f"}, off), ("", set(), off)]:
+        monkeypatch.setattr(speed, "_cpu_info", lambda v=vendor, f=flags: (v, frozenset(f)))
+        assert speed._default_train_min_dim() == want, (vendor, flags)
+    monkeypatch.setenv("OFASYS_ONEDNN_TRAIN_MIN_DIM", "512")
+    assert speed._default_train_min_dim() == 512
 
 
 @pytest.mark.skipif(not speed.ONEDNN, reason="this PyTorch build has no oneDNN")
