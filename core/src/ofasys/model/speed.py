@@ -117,7 +117,7 @@ _MIN_ROWS = 32  # below this many rows a plain (unpacked) weight is not worth on
 
 def _cpu_info() -> tuple[str, frozenset[str]]:
     """The CPU vendor string (``AuthenticAMD``, ``GenuineIntel``...) and the feature flags of /proc/cpuinfo;
-    ("", {}) where unknown."""
+    ("", frozenset()) where unknown."""
     vendor, flags = "", frozenset()
     try:
         with open("/proc/cpuinfo") as f:
