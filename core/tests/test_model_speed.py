@@ -236,6 +236,16 @@ def test_onednn_inference_matches_default_kernels_and_follows_weight_changes(mon
     batch = EncoderBatch.from_tokens(padded_tokens())
     monkeypatch.setattr(speed, "INFER_WEIGHTS", "onednn")
     fast = _greedy(m, batch)
+    # the many-row products on plain weights (encoder, cross-attention keys/values) through either library
+    calls = []
+    real = speed._dnn
+    monkeypatch.setattr(speed, "_dnn", lambda x, w, b: calls.append(w.is_mkldnn) or real(x, w, b))
+    for unpacked in (True, False):
+        monkeypatch.setattr(speed, "ONEDNN_UNPACKED", unpacked)
+        calls.clear()
+        assert _same(_greedy(copy.deepcopy(m), batch), fast)
+        assert (False in calls) is unpacked and True in calls  # plain weights only when asked; packed always
+    monkeypatch.setattr(speed, "_dnn", real)
     packed = [getattr(w, f) for w in m._inference.step for f in ("qkv_w", "fc1_w", "fc2_w")]
     assert packed and all(t.is_mkldnn for t in packed)  # the decoder step ran on packed weights
     assert m._inference.embed is not None and m._inference.embed.is_mkldnn
@@ -418,10 +428,12 @@ def test_packing_leaves_unpackable_batches_alone_and_generation_refuses_packed_r
         m.decode(p.prev_tokens[:, :1], enc, m.new_cache(), seq_ids=p.target_seq_ids[:, :1])
 
 
-def test_onednn_training_path_defaults_on_for_avx512_amd_processors_only(monkeypatch):
-    """The oneDNN training products measured faster on an AMD processor with AVX-512 and slower on an AVX2-only
-    AMD EPYC and on an Intel Xeon; the environment variable overrides the choice everywhere."""
+def test_onednn_for_many_row_products_defaults_on_for_avx512_amd_processors_only(monkeypatch):
+    """oneDNN's products of many rows (the training path, and plain weights at inference) measured faster on an
+    AMD processor with AVX-512 and slower on an AVX2-only AMD EPYC and on an Intel Xeon; the environment variables
+    override the choice everywhere."""
     monkeypatch.delenv("OFASYS_ONEDNN_TRAIN_MIN_DIM", raising=False)
+    monkeypatch.delenv("OFASYS_ONEDNN_UNPACKED", raising=False)
     vendor, flags = speed._cpu_info()
     if os.path.exists("/proc/cpuinfo") and platform.machine() in ("x86_64", "AMD64"):
         assert vendor and "sse2" in flags, (vendor, sorted(flags)[:5])
@@ -430,8 +442,14 @@ def test_onednn_training_path_defaults_on_for_avx512_amd_processors_only(monkeyp
                                 ("GenuineIntel", {"avx2", "avx512f"}, off), ("", set(), off)]:
         monkeypatch.setattr(speed, "_cpu_info", lambda v=vendor, f=flags: (v, frozenset(f)))
         assert speed._default_train_min_dim() == want, (vendor, flags)
+        assert speed._default_unpacked_inference() is (want == 256), (vendor, flags)
     monkeypatch.setenv("OFASYS_ONEDNN_TRAIN_MIN_DIM", "512")
     assert speed._default_train_min_dim() == 512
+    monkeypatch.setenv("OFASYS_ONEDNN_UNPACKED", "1")
+    assert speed._default_unpacked_inference() is True
+    monkeypatch.setenv("OFASYS_ONEDNN_UNPACKED", "off")
+    monkeypatch.setattr(speed, "_cpu_info", lambda: ("AuthenticAMD", frozenset({"avx512f"})))
+    assert speed._default_unpacked_inference() is False
 
 
 @pytest.mark.skipif(not speed.ONEDNN, reason="this PyTorch build has no oneDNN")

@@ -10,20 +10,23 @@
   a C++ compiler; on by default nowhere else either unless asked (``enabled=None`` means "on for CUDA").
 * :func:`adamw` — AdamW with the fused kernel where PyTorch has one for the device (CUDA, and CPU since PyTorch
   2.4: about 3x faster than the foreach implementation on one CPU core), else foreach.
-* :func:`linear` / :func:`pack_linear_weight` — the model's float32 linear layers on CPU through oneDNN.
-  PyTorch's default CPU ``F.linear`` calls MKL's sgemm, which on this project's AMD machines is slower than
-  oneDNN: on the short, wide products of decoding (16 rows times a 768x3072 weight that no longer fits in cache)
-  it streams the weight at about half the rate oneDNN reaches on a weight reordered once into its blocked layout
-  (:func:`pack_linear_weight`); on large products oneDNN is 10-20% faster. Without autograd every product of 32
-  rows or more, and every packed weight, goes through oneDNN. With autograd (training) layers whose both
-  dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256 on AMD processors with AVX-512: ``tiny`` and
-  larger; off on others, where MKL measured faster) use a oneDNN forward and
-  input gradient with MKL's weight gradient (the fastest combination measured on AMD); smaller layers (``nano``, the
-  size the calibrated tests train) keep ``F.linear``. Decoding weights are laid out per row count
+* :func:`linear` / :func:`pack_linear_weight` — the model's float32 linear layers on CPU through oneDNN where it
+  is faster than PyTorch's default CPU ``F.linear`` (MKL's sgemm). Decoding: on the short, wide products of a
+  decoding step (16 rows times a 768x3072 weight that no longer fits in cache) oneDNN on a weight reordered once
+  into its blocked layout (:func:`pack_linear_weight`) streams the weight faster than MKL on every processor
+  measured (AMD EPYC with and without AVX-512, Intel Xeon); every packed weight goes through oneDNN. Products of
+  many rows (training, the encoder and the cross-attention keys/values at inference) depend on the processor
+  (:func:`_onednn_wins_large_products`): oneDNN was 10-20% faster on an AMD EPYC with AVX-512 and is slower on an
+  AVX2-only AMD EPYC (75-79 against MKL's 89-92 GFLOP/s, one thread) and on an Intel Xeon. Where it wins,
+  without autograd products of 32 rows or more on plain weights use oneDNN (:data:`ONEDNN_UNPACKED`), and with autograd
+  layers whose both dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256: ``tiny`` and larger) use a oneDNN
+  forward and input gradient with MKL's weight gradient (the fastest combination measured there); smaller layers
+  (``nano``, the size the calibrated tests train) keep ``F.linear``. Decoding weights are laid out per row count
   (:func:`pack_linear_weight`: oneDNN's blocked layout, or a transposed copy for MKL where that measured faster),
   and fc1's GELU is fused into oneDNN's product at inference (:func:`linear_gelu`). Same precision (float32
   products and sums; results differ from MKL's by summation order only, ~1e-6 relative). ``OFASYS_ONEDNN=0``
   in the environment turns all of it off; ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` moves the training threshold,
+  ``OFASYS_ONEDNN_UNPACKED`` (``1``/``0``) sets the inference choice for plain weights and
   ``OFASYS_INFER_WEIGHTS`` (``auto``/``onednn``/``mkl``) picks the decoding weights' layout.
 * :func:`unpad_worthwhile` — whether the encoder's layers run on the real positions only
   (:class:`~ofasys.model.transformer.Unpadded`): when :data:`UNPAD_MIN_FRACTION` of a batch is padding and the
@@ -133,22 +136,43 @@ def _cpu_info() -> tuple[str, frozenset[str]]:
     return vendor, flags
 
 
+def _onednn_wins_large_products() -> bool:
+    """Whether oneDNN's float32 products of many rows (training, the encoder and the cross-attention keys/values at
+    inference) beat MKL's sgemm on this processor: measured so on an AMD processor with AVX-512 (Zen 4) only. On
+    an AMD EPYC with AVX2 only (Zen 3) MKL reaches 89-92 GFLOP/s on the ``base`` encoder's products against
+    oneDNN's 75-79 (one thread; the ``base`` encoder at inference 929 ms with MKL, 1205 ms with oneDNN), and on
+    an Intel Xeon (Sapphire Rapids) MKL is about 10% faster on the training products."""
+    vendor, flags = _cpu_info()
+    return vendor == "AuthenticAMD" and "avx512f" in flags
+
+
 def _default_train_min_dim() -> int:
-    """256 on AMD processors with AVX-512 (Zen 4), where oneDNN's training products were measured faster than
-    MKL's (``base`` training 0.95x -> 1.09x BART); off (a threshold no layer reaches) elsewhere: on an AMD EPYC
-    with AVX2 only (Zen 3) the same path made a ``base`` training step 14% slower (in-process A/B), and on an
-    Intel Xeon (Sapphire Rapids) MKL's sgemm is about 10% faster than oneDNN on the same products and the oneDNN
-    input gradient needs a transposed weight copy per step. ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` overrides it."""
+    """256 where oneDNN wins large products (:func:`_onednn_wins_large_products`: ``base`` training 0.95x ->
+    1.09x BART on the AVX-512 AMD processor); off (a threshold no layer reaches) elsewhere: on an AMD EPYC with
+    AVX2 only the same path made a ``base`` training step 14% slower (in-process A/B), and on an Intel Xeon the
+    oneDNN input gradient also needs a transposed weight copy per step. ``OFASYS_ONEDNN_TRAIN_MIN_DIM``
+    overrides it."""
     env = os.environ.get("OFASYS_ONEDNN_TRAIN_MIN_DIM", "").strip()
     if env:
         return int(env)
-    vendor, flags = _cpu_info()
-    return 256 if vendor == "AuthenticAMD" and "avx512f" in flags else 1 << 62
+    return 256 if _onednn_wins_large_products() else 1 << 62
+
+
+def _default_unpacked_inference() -> bool:
+    """Whether inference products of :data:`_MIN_ROWS` rows or more on plain (unpacked) weights go through
+    oneDNN: where it wins large products (:func:`_onednn_wins_large_products`); ``OFASYS_ONEDNN_UNPACKED``
+    (``1``/``0``) overrides it."""
+    env = os.environ.get("OFASYS_ONEDNN_UNPACKED", "").strip().lower()
+    if env:
+        return env not in ("0", "false", "no", "off")
+    return _onednn_wins_large_products()
 
 
 #: with autograd, layers whose both dimensions reach this use oneDNN (see the module notes and
 #: :func:`_default_train_min_dim`)
 ONEDNN_TRAIN_MIN_DIM = _default_train_min_dim()
+#: without autograd, products of many rows on plain weights use oneDNN (:func:`_default_unpacked_inference`)
+ONEDNN_UNPACKED = _default_unpacked_inference()
 
 
 def _onednn_dtype_ok(x: Tensor, w: Tensor) -> bool:
@@ -185,8 +209,8 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """``F.linear(x, w, b)``, through oneDNN on float32 CPU tensors where that is faster (see the module notes):
-    always for a weight packed by :func:`pack_linear_weight`; without autograd for 32 rows or more; with autograd
-    for layers whose both dimensions reach :data:`ONEDNN_TRAIN_MIN_DIM`."""
+    always for a weight packed by :func:`pack_linear_weight`; without autograd for 32 rows or more where
+    :data:`ONEDNN_UNPACKED`; with autograd for layers whose both dimensions reach :data:`ONEDNN_TRAIN_MIN_DIM`."""
     if w.is_mkldnn:
         return _dnn(x, w, b)
     if not _onednn_dtype_ok(x, w):
@@ -195,7 +219,8 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
         if min(w.shape) >= ONEDNN_TRAIN_MIN_DIM and (x.requires_grad or w.requires_grad):
             return _OneDNNLinear.apply(x, w, b)
         return F.linear(x, w, b)
-    if x.numel() >= _MIN_ROWS * x.size(-1) and w.is_contiguous():  # (a transposed copy is MKL's)
+    # (a transposed weight is MKL's layout, see pack_linear_weight)
+    if ONEDNN_UNPACKED and x.numel() >= _MIN_ROWS * x.size(-1) and w.is_contiguous():
         return _dnn(x, w, b)
     return F.linear(x, w, b)
 
@@ -210,7 +235,8 @@ BLOCKED_MIN_NUMEL = 1 << 19
 def linear_gelu(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """``F.gelu(linear(x, w, b))`` (exact erf GELU); where :func:`linear` runs oneDNN without autograd, with the
     GELU fused into the product (one pass and one output tensor fewer)."""
-    if w.is_mkldnn or (_onednn_ok(x, w) and w.is_contiguous() and x.numel() >= _MIN_ROWS * x.size(-1)):
+    if w.is_mkldnn or (ONEDNN_UNPACKED and _onednn_ok(x, w) and w.is_contiguous()
+                       and x.numel() >= _MIN_ROWS * x.size(-1)):
         return torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")
     return F.gelu(linear(x, w, b))
 

@@ -131,11 +131,12 @@ class _Linear(nn.Linear):
         return linear(x, self.weight, self.bias)
 
 
-def _single_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-    """Attention of one query position per row (N, H, 1, hd) over keys/values (N, H, S, hd): two batched
-    matmuls and a softmax, cheaper than SDPA's flash kernel, which tiles for many queries."""
-    s = torch.matmul(q, k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5).add_(mask)
-    return torch.matmul(torch.softmax(s, dim=-1), v)
+def _one_query_attention(q: Tensor, kT: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """Attention of one query position per (row, head), the heads folded into the batch: queries (N*H, 1, hd)
+    already scaled by ``hd ** -0.5``, keys transposed (N*H, hd, S), values (N*H, S, hd) and an additive mask
+    broadcastable to (N*H, 1, S). One ``baddbmm`` (scores plus mask), a softmax and a ``bmm``: fewer operations
+    than SDPA's flash kernel, which tiles for many queries, or a matmul/scale/add chain."""
+    return torch.bmm(torch.softmax(torch.baddbmm(mask, q, kT), dim=-1), v)
 
 
 def _ln(m: nn.LayerNorm, x: Tensor) -> Tensor:
@@ -322,19 +323,23 @@ class DecoderLayer(nn.Module):
         return _residual(x, h, self.p, self.drop_path) if tr else x + h
 
     def step_weights(self, rows: int = 16) -> "_StepWeights":
-        """The tensors :meth:`step` reads, gathered once per decoding run (with the head scales folded into the
-        output projections: equal to scaling the activations up to float rounding). The projection weights are
-        packed for oneDNN where it is used (:func:`~ofasys.model.speed.pack_linear_weight`, ``rows``: the
-        expected number of decoder rows)."""
+        """The tensors :meth:`step` reads, gathered once per decoding run: the head scales folded into the output
+        projections and the attention scale ``head_dim ** -0.5`` into the query projections (equal to scaling the
+        activations up to float rounding; exact for power-of-two head sizes). The projection weights are packed
+        for oneDNN where it is used (:func:`~ofasys.model.speed.pack_linear_weight`, ``rows``: the expected number
+        of decoder rows)."""
         pk = lambda t: pack_linear_weight(t, rows)  # noqa: E731
         sa, ca, f = self.self_attn, self.cross_attn, self.ffn
+        d, scale = sa.h * sa.hd, sa.hd ** -0.5
+        qs = torch.ones(3 * d, dtype=sa.qkv.weight.dtype, device=sa.qkv.weight.device)
+        qs[:d] = scale
         w = _StepWeights()
         w.heads, w.hd = sa.h, sa.hd
         w.eps = self.self_ln.eps
         w.ln1, w.ln2, w.ln3 = _ln_params(self.self_ln), _ln_params(self.cross_ln), _ln_params(self.ffn_ln)
-        w.qkv_w, w.qkv_b = pk(sa.qkv.weight), sa.qkv.bias
+        w.qkv_w, w.qkv_b = pk(sa.qkv.weight * qs.unsqueeze(1)), sa.qkv.bias * qs
         w.so_w, w.so_b, w.so_ln = pk(sa.folded_out_weight()), sa.out.bias, _ln_params(sa.post_ln)
-        w.q_w, w.q_b = pk(ca.q.weight), ca.q.bias
+        w.q_w, w.q_b = pk(ca.q.weight * scale), ca.q.bias * scale
         w.co_w, w.co_b, w.co_ln = pk(ca.folded_out_weight()), ca.out.bias, _ln_params(ca.post_ln)
         w.fc1_w, w.fc1_b, w.mid_ln = pk(f.fc1.weight), f.fc1.bias, _ln_params(f.mid_ln)
         w.fc2_w, w.fc2_b = pk(f.fc2.weight), f.fc2.bias
@@ -343,34 +348,45 @@ class DecoderLayer(nn.Module):
     @staticmethod
     def step(w: "_StepWeights", x: Tensor, bias: Tensor, cache: "DecoderCache", layer: int, cross_kv,
              cross_mask: Tensor, rows: int) -> Tensor:
-        """Cached inference (no dropout): :meth:`forward` computed from the tensors of :meth:`step_weights` with
-        functional calls (per decoded token, module calls and attribute look-ups are a visible share of a step
-        of the small sizes)."""
+        """Cached inference (no dropout): :meth:`forward` computed from the tensors of :meth:`step_weights`
+        (queries come out of their projections already scaled) with functional calls; per decoded token, module
+        calls, attribute look-ups and view operations are a visible share of a step of the small sizes.
+
+        With one new position (``t == 1``), ``bias`` is that position's bias row with the heads folded into the
+        batch (N*H, 1, L) and self-attention reads the cache through :meth:`DecoderCache.append_one`; with one
+        row per source sample as well, ``cross_kv``/``cross_mask`` are the head-folded keys, values and mask of
+        :meth:`DecoderCache.cross_views`. Otherwise ``bias`` is (1, H, t, L), ``cross_kv`` (B, H, S, hd) keys
+        and values and ``cross_mask`` (B, 1, 1, S)."""
         n, t, d = x.shape
         H, hd, eps = w.heads, w.hd, w.eps
         ln, lin = torch.layer_norm, linear
         # self-attention: keys/values go straight into the cache buffer
-        qkv = lin(ln(x, (d,), *w.ln1, eps), w.qkv_w, w.qkv_b).view(n, t, 3, H, hd)
-        k, v = cache.append_kv(layer, qkv[:, :, 1:])
+        qkv = lin(ln(x, (d,), *w.ln1, eps), w.qkv_w, w.qkv_b)
         if t == 1:
-            o = _single_query_attention(qkv[:, :, 0].view(n, H, 1, hd), k, v, bias).view(n, 1, d)
+            kT, v = cache.append_one(layer, qkv, H)
+            o = _one_query_attention(qkv[:, 0, :d].reshape(n * H, 1, hd), kT, v, bias).view(n, 1, d)
         else:
-            o = F.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), k, v, attn_mask=bias)
+            qkv = qkv.view(n, t, 3, H, hd)
+            k, v = cache.append_kv(layer, qkv[:, :, 1:])
+            o = F.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), k, v, attn_mask=bias, scale=1.0)
             o = o.transpose(1, 2).reshape(n, t, d)
         o = lin(o, w.so_w, w.so_b)
         x = x + (ln(o, (d,), *w.so_ln, eps) if w.so_ln is not None else o)
         # cross-attention over the cached source keys/values
         q = lin(ln(x, (d,), *w.ln2, eps), w.q_w, w.q_b)
-        k, v = cross_kv
         if rows == 1 and t == 1:
-            o = _single_query_attention(q.view(n, H, 1, hd), k, v, cross_mask).view(n, 1, d)
+            kT, v = cross_kv
+            o = _one_query_attention(q.view(n * H, 1, hd), kT, v, cross_mask).view(n, 1, d)
         elif rows == 1:
-            o = F.scaled_dot_product_attention(q.view(n, t, H, hd).transpose(1, 2), k, v, attn_mask=cross_mask)
+            k, v = cross_kv
+            o = F.scaled_dot_product_attention(q.view(n, t, H, hd).transpose(1, 2), k, v, attn_mask=cross_mask,
+                                               scale=1.0)
             o = o.transpose(1, 2).reshape(n, t, d)
         else:
+            k, v = cross_kv
             b = n // rows
             q = q.view(b, rows, t, H, hd).permute(0, 3, 1, 2, 4).reshape(b, H, rows * t, hd)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=cross_mask)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=cross_mask, scale=1.0)
             o = o.view(b, H, rows, t, hd).permute(0, 2, 3, 1, 4).reshape(n, t, d)
         o = lin(o, w.co_w, w.co_b)
         x = x + (ln(o, (d,), *w.co_ln, eps) if w.co_ln is not None else o)
@@ -417,6 +433,8 @@ class DecoderCache:
         self.cross_kv: list | None = None
         self.cross_mask: Tensor | None = None
         self.derived: dict | None = None  # inference-only state derived from the weights (see GeneralistModel)
+        self._layer_views: tuple | None = None  # (buffer, per layer (keys^T, values) head-folded views of it)
+        self._cross_views: tuple | None = None  # (cross_kv, cross_mask, head-folded views of them)
 
     def _buffer(self, n: int, h: int, hd: int, t: int, like: Tensor) -> Tensor:
         L = self.length
@@ -441,6 +459,38 @@ class DecoderCache:
         buf[L:L + t, layer].copy_(kv.permute(1, 2, 0, 3, 4))
         prefix = buf[:L + t, layer]
         return prefix[:, 0].permute(1, 2, 0, 3), prefix[:, 1].permute(1, 2, 0, 3)
+
+    def append_one(self, layer: int, qkv: Tensor, heads: int) -> tuple[Tensor, Tensor]:
+        """Store the key/value of one new position, taken from the fused projection ``qkv`` (N, 1, 3 * D) (query,
+        keys, values), and return all positions' keys transposed (N*H, hd, L + 1) and values (N*H, L + 1, hd),
+        the heads folded into the batch (views of the buffer)."""
+        n, d = qkv.size(0), qkv.size(-1) // 3
+        buf = self._buffer(n, heads, d // heads, 1, qkv)
+        L = self.length
+        buf[L, layer].copy_(qkv[:, 0, d:].view(n, 2, heads, d // heads).transpose(0, 1))
+        lv = self._layer_views
+        if lv is None or lv[0] is not buf:
+            cap, nl, _, _, h, hd = buf.shape
+            keys = buf[:, :, 0].permute(1, 2, 3, 4, 0).view(nl, n * h, hd, cap)
+            values = buf[:, :, 1].permute(1, 2, 3, 0, 4).view(nl, n * h, cap, hd)
+            lv = self._layer_views = (buf, list(zip(keys.unbind(0), values.unbind(0))))
+        kT, v = lv[1][layer]
+        return kT[:, :, :L + 1], v[:, :L + 1]
+
+    def cross_views(self) -> tuple[list, Tensor]:
+        """The cross-attention keys/values and mask with the heads folded into the batch: per layer keys
+        transposed (B*H, hd, S) and values (B*H, S, hd), and the mask (B*H, 1, S); made once per set of
+        ``cross_kv``/``cross_mask`` (a source reordering assigns new ones)."""
+        cv = self._cross_views
+        if cv is None or cv[0] is not self.cross_kv or cv[1] is not self.cross_mask:
+            views = []
+            for k, v in self.cross_kv:
+                b, h, s, hd = k.shape
+                views.append((k.transpose(-1, -2).reshape(b * h, hd, s), v.reshape(b * h, s, hd)))
+            b, h, s = self.cross_kv[0][0].shape[:3]
+            mask = self.cross_mask.expand(b, h, 1, s).reshape(b * h, 1, s)
+            cv = self._cross_views = (self.cross_kv, self.cross_mask, views, mask)
+        return cv[2], cv[3]
 
     def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store the new positions' keys/values (N, H, T, hd) and return all of them as (N, H, L + T, hd)."""
@@ -1037,8 +1087,14 @@ class GeneralistModel(nn.Module):
             cache.cross_kv = [tuple(z.contiguous() for z in layer.cross_attn.cross_kv(mem, enc.flat))
                               for layer in self.decoder_layers]
             cache.cross_mask = self._cross_mask(enc, x.dtype)
+        if t == 1:  # the new position's bias row, heads folded into the batch (DecoderLayer.step)
+            bias = bias[0, :, 0].expand(n, -1, -1).reshape(n * bias.size(1), 1, start + 1)
+        if rows == 1 and t == 1:
+            cross_kv, cross_mask = cache.cross_views()
+        else:
+            cross_kv, cross_mask = cache.cross_kv, cache.cross_mask
         for i, w in enumerate(st["w"]):
-            x = DecoderLayer.step(w, x, bias, cache, i, cache.cross_kv[i], cache.cross_mask, rows)
+            x = DecoderLayer.step(w, x, bias, cache, i, cross_kv[i], cross_mask, rows)
         cache.length = start + t
         return _ln(self.dec_final_ln, x)
 
