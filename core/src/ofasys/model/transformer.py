@@ -150,11 +150,16 @@ class Unpadded:
     (zeros at padded positions, which are masked as keys) and gathers the real queries' outputs. Real positions
     get the values of the padded computation up to the summation order of the products."""
 
-    __slots__ = ("index", "shape")
+    __slots__ = ("index", "pad_index", "shape", "rows", "pad_rows")
 
     def __init__(self, mask: Tensor):
-        self.index = mask.reshape(-1).nonzero().squeeze(1)
+        flat = mask.reshape(-1)
+        self.index = flat.nonzero().squeeze(1)
+        self.pad_index = (~flat).nonzero().squeeze(1)
         self.shape = tuple(mask.shape)
+        s = self.shape[1]
+        self.rows = (self.index // s, self.index % s)  # (sample, position) of every real row
+        self.pad_rows = (self.pad_index // s, self.pad_index % s)
 
     def take(self, x: Tensor) -> Tensor:
         """(B, S, F) -> (N, F): the real positions' rows."""
@@ -163,8 +168,49 @@ class Unpadded:
     def put(self, flat: Tensor) -> Tensor:
         """(N, F) -> (B, S, F) with zeros at padded positions."""
         b, s = self.shape
-        out = flat.new_zeros(b * s, flat.size(-1))
-        return out.index_copy(0, self.index, flat).view(b, s, -1)
+        out = flat.new_empty(b * s, flat.size(-1)).index_fill_(0, self.pad_index, 0.0)
+        return out.index_copy_(0, self.index, flat).view(b, s, -1)
+
+
+class _SplitHeads(torch.autograd.Function):
+    """Rows of a fused projection (B * S or, with an :class:`Unpadded`, its N real positions; P * D features:
+    query/key/value parts, heads, head dims) -> P contiguous (B, H, S, hd) tensors, zeros at padded positions.
+    One strided write per part; the backward builds the rows' gradient with one ``stack`` (plus the gather of the
+    real rows). Autograd's view/permute/unbind chain instead stacks, copies the permuted stack, and the attention
+    products copy the strided parts to contiguous ones again."""
+
+    @staticmethod
+    def forward(ctx, rows, parts: int, heads: int, b: int, s: int, unpad):
+        f = rows.size(-1)
+        hd = f // parts // heads
+        src = rows.reshape(-1, parts, heads, hd)
+        outs = []
+        for i in range(parts):
+            out = rows.new_empty(b, heads, s, hd)
+            dst = out.transpose(1, 2)  # (B, S, H, hd) view
+            if unpad is None:
+                dst.copy_(src[:, i].view(b, s, heads, hd))
+            else:
+                dst.index_put_(unpad.rows, src[:, i])
+                dst.index_put_(unpad.pad_rows, rows.new_zeros(()))
+            outs.append(out)
+        ctx.meta = (rows.shape, b, s, unpad)
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        shape, b, s, unpad = ctx.meta
+        like = next(g for g in grads if g is not None)
+        g = torch.stack([(gi if gi is not None else torch.zeros_like(like)).transpose(1, 2) for gi in grads], 2)
+        g = g.view(b * s, -1)
+        if unpad is not None:
+            g = g.index_select(0, unpad.index)
+        return g.view(shape), None, None, None, None, None
+
+
+def _split_heads(rows: Tensor, parts: int, heads: int, b: int, s: int, unpad: Unpadded | None = None):
+    """The P (B, H, S, hd) parts of fused projection rows (:class:`_SplitHeads`)."""
+    return _SplitHeads.apply(rows, parts, heads, b, s, unpad)
 
 
 # --------------------------------------------------------------------------------------------- layers
@@ -211,17 +257,16 @@ class Attention(nn.Module):
                   unpad: Unpadded | None = None) -> Tensor:
         if unpad is not None:  # x: the real positions (N, D); attention in the padded layout
             n, t = unpad.shape
-            qkv = unpad.put(self.qkv(x)).view(n, t, 3, self.h, self.hd)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = _split_heads(self.qkv(x), 3, self.h, n, t, unpad)
             o = _attend(q, k, v, bias, self.p if self.training else 0.0)
             return self._project_out(unpad.take(o.transpose(1, 2).reshape(n, t, -1)))
         n, t, d = x.shape
-        qkv = self.qkv(x).view(n, t, 3, self.h, self.hd)
         if cache is not None:
+            qkv = self.qkv(x).view(n, t, 3, self.h, self.hd)
             k, v = cache.append_kv(layer, qkv[:, :, 1:])
             q = qkv[:, :, 0].transpose(1, 2)
         else:
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = _split_heads(self.qkv(x), 3, self.h, n, t)
         o = _attend(q, k, v, bias, self.p if self.training else 0.0)
         return self._project_out(o.transpose(1, 2).reshape(n, t, d))
 
@@ -229,9 +274,9 @@ class Attention(nn.Module):
         """Keys and values (B, H, S, hd) of the encoder states ``mem`` (B, S, D); ``flat`` (the real positions'
         states and their :class:`Unpadded`, :attr:`EncoderOut.flat`) projects only those (zeros elsewhere)."""
         b, s, _ = mem.shape
-        kv = self.kv(mem) if flat is None else flat[1].put(self.kv(flat[0]))
-        k, v = kv.view(b, s, 2, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
-        return k, v
+        if flat is None:
+            return _split_heads(self.kv(mem), 2, self.h, b, s)
+        return _split_heads(self.kv(flat[0]), 2, self.h, b, s, flat[1])
 
     def cross_attn(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor, rows: int) -> Tensor:
         n, t, d = x.shape
@@ -1084,8 +1129,7 @@ class GeneralistModel(nn.Module):
         bias = st["bias"][:, :, start:start + t, :start + t]
         if cache.cross_kv is None:
             mem = enc.hidden
-            cache.cross_kv = [tuple(z.contiguous() for z in layer.cross_attn.cross_kv(mem, enc.flat))
-                              for layer in self.decoder_layers]
+            cache.cross_kv = [layer.cross_attn.cross_kv(mem, enc.flat) for layer in self.decoder_layers]
             cache.cross_mask = self._cross_mask(enc, x.dtype)
         if t == 1:  # the new position's bias row, heads folded into the batch (DecoderLayer.step)
             bias = bias[0, :, 0].expand(n, -1, -1).reshape(n * bias.size(1), 1, start + 1)
