@@ -12,7 +12,10 @@ same loss (label-smoothed cross entropy, eps 0.1). Timed per size:
 Repetitions are interleaved (ours, BART, ours, BART...) after a warm-up and the median is reported. Each run
 records both the wall time and the thread CPU time of the repetition: on a CPU shared with other processes the
 wall time includes the time the process waited for a core, so the ratios are given on CPU time (the wall-time
-ratios are in the JSON too). Run with one thread (``--threads 1``, the default) for that reason.
+ratios are in the JSON too). With one thread (``--threads 1``, the default) the headline ratio is the median over
+repetitions of BART's thread CPU time over ours in the same round (robust to the machine's speed drifting between
+rounds); with more threads the thread CPU time covers the calling thread only, so the headline uses wall time
+(run those on an idle machine).
 
 Peak memory of a training step is measured in a fresh subprocess per model: the peak resident memory during the
 first two steps (sampled every millisecond) minus the resident memory once the model, optimizer and batch exist:
@@ -51,8 +54,8 @@ PARTS = ("train", "greedy", "greedy_b1", "beam")
 
 
 def interleaved(fns, steps: int, warmup: int) -> list[dict]:
-    """Median wall and thread-CPU seconds of each function; repetitions are interleaved (a, b, a, b...) so load
-    changes on a shared machine hit every contender alike."""
+    """Median wall and thread-CPU seconds of each function, and the per-repetition times; repetitions are
+    interleaved (a, b, a, b...) so load changes on a shared machine hit every contender alike."""
     for _ in range(warmup):
         for fn in fns:
             fn()
@@ -64,7 +67,22 @@ def interleaved(fns, steps: int, warmup: int) -> list[dict]:
             fn()
             cpu[i].append(time.thread_time() - c0)
             wall[i].append(time.perf_counter() - w0)
-    return [{"wall_s": statistics.median(w), "cpu_s": statistics.median(c), "reps": steps} for w, c in zip(wall, cpu)]
+    return [{"wall_s": statistics.median(w), "cpu_s": statistics.median(c), "reps": steps, "wall_each": w,
+             "cpu_each": c} for w, c in zip(wall, cpu)]
+
+
+def ratios(t_ours: dict, t_bart: dict, threads: int) -> dict:
+    """BART's time over ours: of the medians (CPU and wall), and the median of the per-repetition ratios (each
+    repetition of ours against the BART repetition right after it: robust to this machine's drifting speed).
+    ``ratio`` is the headline: per-repetition thread CPU time with one thread; with several threads the thread
+    CPU time covers the calling thread only, so wall time."""
+    pairs = {k: statistics.median(b / o for o, b in zip(t_ours[f"{k}_each"], t_bart[f"{k}_each"]))
+             for k in ("cpu", "wall")}
+    out = {"ratio_cpu": t_bart["cpu_s"] / t_ours["cpu_s"], "ratio_wall": t_bart["wall_s"] / t_ours["wall_s"],
+           "ratio_pairs_cpu": pairs["cpu"], "ratio_pairs_wall": pairs["wall"]}
+    out["clock"] = "cpu" if threads == 1 else "wall"
+    out["ratio"] = pairs[out["clock"]]
+    return out
 
 
 def make_batch(batch: int, src_len: int, tgt_len: int, vocab: int, seed: int = 0):
@@ -203,7 +221,8 @@ def bench_size(size: str, args, parts: set[str]) -> dict:
         n_tok = args.batch * args.tgt_len
         res["train"] = {"tokens_per_step": n_tok, "ours": t_o, "bart": t_b,
                         "ours_tok_s_cpu": n_tok / t_o["cpu_s"], "bart_tok_s_cpu": n_tok / t_b["cpu_s"],
-                        "ratio_cpu": t_b["cpu_s"] / t_o["cpu_s"], "ratio_wall": t_b["wall_s"] / t_o["wall_s"]}
+                        "ours_tok_s_wall": n_tok / t_o["wall_s"], "bart_tok_s_wall": n_tok / t_b["wall_s"],
+                        **ratios(t_o, t_b, args.threads)}
         del ours, bart, step_o, step_b
         if not args.no_memory:
             res["train"]["peak_step_mib"] = {"ours": measure_memory(size, "ours", args),
@@ -239,7 +258,8 @@ def bench_size(size: str, args, parts: set[str]) -> dict:
             n_tok = gb * L
             res[part] = {"batch": gb, "beam": beam, "gen_len": L, "ours": t_o, "bart": t_b,
                          "ours_tok_s_cpu": n_tok / t_o["cpu_s"], "bart_tok_s_cpu": n_tok / t_b["cpu_s"],
-                         "ratio_cpu": t_b["cpu_s"] / t_o["cpu_s"], "ratio_wall": t_b["wall_s"] / t_o["wall_s"]}
+                         "ours_tok_s_wall": n_tok / t_o["wall_s"], "bart_tok_s_wall": n_tok / t_b["wall_s"],
+                         **ratios(t_o, t_b, args.threads)}
             print_row(size, part, res[part])
     return res
 
@@ -250,8 +270,10 @@ def print_row(size: str, part: str, r: dict) -> None:
         m = r["peak_step_mib"]
         fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
         mem = f"  peak MiB ours {fmt(m['ours'])} bart {fmt(m['bart'])}"
-    print(f"{size:6s} {part:10s} ours {r['ours_tok_s_cpu']:9.0f} tok/s  bart {r['bart_tok_s_cpu']:9.0f} tok/s  "
-          f"ours/bart {r['ratio_cpu']:5.2f} (cpu)  {r['ratio_wall']:5.2f} (wall){mem}", flush=True)
+    clock = r["clock"]
+    print(f"{size:6s} {part:10s} ours {r[f'ours_tok_s_{clock}']:9.0f} tok/s  bart {r[f'bart_tok_s_{clock}']:9.0f} "
+          f"tok/s ({clock})  ours/bart {r['ratio']:5.2f} (median of {r['ours']['reps']} paired repetitions; "
+          f"medians: cpu {r['ratio_cpu']:.2f}, wall {r['ratio_wall']:.2f}){mem}", flush=True)
 
 
 def main(argv=None) -> dict:

@@ -66,6 +66,9 @@ def test_model_vs_bart_bench_runs_a_tiny_configuration(tmp_path):
     row = res["sizes"][0]
     assert out.exists() and row["size"] == "nano"
     assert row["train"]["ratio_cpu"] > 0 and row["greedy"]["ratio_cpu"] > 0
+    # the headline: per-repetition ratios on the thread CPU time (one thread)
+    assert row["train"]["clock"] == "cpu" and row["train"]["ratio"] == row["train"]["ratio_pairs_cpu"] > 0
+    assert len(row["greedy"]["ours"]["cpu_each"]) == row["greedy"]["ours"]["reps"]
 
 
 def test_packing_bench_runs_a_tiny_configuration(tmp_path):
