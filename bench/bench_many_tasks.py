@@ -14,6 +14,12 @@ the same total batch whether the run has 1 task or 100. Compared, each in a fres
 * planning + preparation time (vocabulary, plans, pipelines, adaptors) and resident memory after preparation
   and at the end; memory growth per added task = slope between the 10- and 100-task runs.
 
+All the runs are repeated ``--rounds`` times (3) in turn; each round's multi-task runs are compared with the same
+round's single-task runs and the ratio is the median over rounds: this machine's speed drifts between runs a
+minute apart by more than the 10% looked for (one round measured the text task alone at 53 ms per update, a
+later one at 86 ms). Timings and memory in ``single``/``multi`` are medians over rounds; ``rounds`` has them
+all.
+
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_many_tasks.py --tasks 100 --updates 100
 
 Writes ``bench/results/many_tasks.json`` (``--out``).
@@ -109,6 +115,16 @@ def child(n_tasks: int, modalities: list[str], updates: int, rows: int, mbs: int
             "update_count": {m: len(v) for m, v in by_mod.items()}}
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """One run's record with its timings and memory figures replaced by their medians over ``runs``."""
+    out = dict(runs[0])
+    for key in ("prepare_s", "rss_prepared_mib", "rss_end_mib", "maxrss_mib"):
+        out[key] = statistics.median(r[key] for r in runs)
+    for key in ("update_s_median", "update_wall_s_median"):
+        out[key] = {m: statistics.median(r[key][m] for r in runs) for m in runs[0][key]}
+    return out
+
+
 def spawn(n_tasks: int, modalities: list[str], args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", str(n_tasks), "--modalities", ",".join(modalities),
            "--updates", str(args.updates if n_tasks > 1 else args.single_updates), "--rows", str(args.rows),
@@ -128,6 +144,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--rows", type=int, default=64, help="training rows per task")
     ap.add_argument("--mbs", type=int, default=16, help="micro-batch size of every task")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of all the runs (ratios are taken per round)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "many_tasks.json"))
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -138,19 +155,23 @@ def main(argv=None) -> dict:
         return {}
     res = {"bench": "many_tasks", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "loadavg_start": os.getloadavg(), "settings": {k: v for k, v in vars(args).items() if k != "child"},
-           "single": {}, "multi": {}}
-    for m in mods:
-        r = spawn(1, [m], args)
-        res["single"][m] = r
-        print(f"1 task  ({m:6s}): update {r['update_s_median'][m] * 1e3:7.1f} ms  prepare {r['prepare_s']:.1f} s  "
-              f"RSS prepared {r['rss_prepared_mib']:.0f} MiB", flush=True)
-    for n in sorted({min(10, args.tasks), args.tasks}):
-        r = spawn(n, mods, args)
-        res["multi"][str(n)] = r
-        line = "  ".join(f"{m} {v * 1e3:.1f} ms (x{v / res['single'][m]['update_s_median'][m]:.2f})"
-                         for m, v in sorted(r["update_s_median"].items()))
-        print(f"{n:3d} tasks: update {line}  prepare {r['prepare_s']:.1f} s  RSS prepared {r['rss_prepared_mib']:.0f} "
-              f"MiB, end {r['rss_end_mib']:.0f} MiB", flush=True)
+           "single": {}, "multi": {}, "rounds": []}
+    counts = sorted({min(10, args.tasks), args.tasks})
+    for k in range(args.rounds):
+        rnd: dict = {"single": {}, "multi": {}}
+        for m in mods:
+            r = rnd["single"][m] = spawn(1, [m], args)
+            print(f"round {k + 1}: 1 task  ({m:6s}): update {r['update_s_median'][m] * 1e3:7.1f} ms  prepare "
+                  f"{r['prepare_s']:.1f} s  RSS prepared {r['rss_prepared_mib']:.0f} MiB", flush=True)
+        for n in counts:
+            r = rnd["multi"][str(n)] = spawn(n, mods, args)
+            line = "  ".join(f"{m} {v * 1e3:.1f} ms (x{v / rnd['single'][m]['update_s_median'][m]:.2f})"
+                             for m, v in sorted(r["update_s_median"].items()))
+            print(f"round {k + 1}: {n:3d} tasks: update {line}  prepare {r['prepare_s']:.1f} s  RSS prepared "
+                  f"{r['rss_prepared_mib']:.0f} MiB, end {r['rss_end_mib']:.0f} MiB", flush=True)
+        res["rounds"].append(rnd)
+    res["single"] = {m: _median_run([r["single"][m] for r in res["rounds"]]) for m in mods}
+    res["multi"] = {str(n): _median_run([r["multi"][str(n)] for r in res["rounds"]]) for n in counts}
     if len(res["multi"]) == 2:
         lo, hi = (res["multi"][k] for k in sorted(res["multi"], key=int))
         dn = hi["n_tasks"] - lo["n_tasks"]
@@ -161,10 +182,18 @@ def main(argv=None) -> dict:
         p = res["per_added_task"]
         print(f"per added task: RSS after preparation +{p['rss_prepared_mib']:.2f} MiB, at the end "
               f"+{p['rss_end_mib']:.2f} MiB, preparation +{p['prepare_s'] * 1e3:.0f} ms, parameters +{p['params']:.0f}")
-    big = res["multi"].get(str(args.tasks))
-    if big:
-        res["update_ratio_vs_single"] = {m: v / res["single"][m]["update_s_median"][m]
-                                         for m, v in big["update_s_median"].items()}
+    for n in counts:
+        # per round, the n-task run against the single-task runs of the same round (the machine's speed drifts
+        # between rounds by more than the 10% looked for); the median over rounds
+        per_round = [{m: v / r["single"][m]["update_s_median"][m]
+                      for m, v in r["multi"][str(n)]["update_s_median"].items()} for r in res["rounds"]]
+        ratio = {m: statistics.median(pr[m] for pr in per_round) for m in per_round[0]}
+        res.setdefault("update_ratio_rounds", {})[str(n)] = per_round
+        res.setdefault("update_ratio", {})[str(n)] = ratio
+        print(f"{n:3d} tasks vs one task, median over {len(per_round)} rounds: "
+              + "  ".join(f"{m} x{v:.2f}" for m, v in sorted(ratio.items())), flush=True)
+    if str(args.tasks) in res.get("update_ratio", {}):
+        res["update_ratio_vs_single"] = res["update_ratio"][str(args.tasks)]
     res["loadavg_end"] = os.getloadavg()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
