@@ -310,7 +310,8 @@ def main(argv=None) -> dict:
     import transformers
 
     print(f"batch={args.batch} src={args.src_len} tgt={args.tgt_len} gen_len={args.gen_len} vocab={args.vocab} "
-          f"threads={args.threads} optim={args.optim} torch={torch.__version__} transformers={transformers.__version__}")
+          f"threads={args.threads} optim={args.optim} torch={torch.__version__} "
+          f"transformers={transformers.__version__}")
     results = {"bench": "model_vs_bart", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                            "loadavg_start": os.getloadavg()},

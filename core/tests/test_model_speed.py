@@ -216,6 +216,30 @@ def test_compile_option_is_off_by_default_on_cpu_and_validated():
         speed.maybe_compile(m, True, torch.device("cpu"), mode="fastest")
 
 
+@pytest.mark.slow  # compiles every layer with inductor: ~40 s on the 2-core CPU, needs a C++ compiler
+def test_compiled_layers_give_the_loss_and_gradients_of_eager_layers():
+    """``maybe_compile`` is the default on CUDA: the compiled layers (the custom autograd functions included)
+    compute what the eager ones do."""
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile on CPU needs a C++ compiler")
+    src = padded_tokens()
+    prev = torch.randint(5, V, (4, 9), generator=torch.Generator().manual_seed(1))
+    batch = {"encoder": EncoderBatch.from_tokens(src), "prev_tokens": prev, "target": prev.roll(-1, 1)}
+    results = []
+    for compiled in (False, True):
+        m = randomised(normformer=True).train()
+        speed.maybe_compile(m, compiled, "cpu")
+        loss, _ = TokenCriterion(0.1)(m, batch)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in m.named_parameters() if p.grad is not None}))
+    (l0, g0), (l1, g1) = results
+    assert torch.allclose(l0, l1, rtol=1e-5) and g0.keys() == g1.keys()
+    for name, g in g0.items():
+        assert torch.allclose(g1[name], g, atol=1e-5 * max(1.0, float(g.abs().max()))), name
+
+
 def _greedy(m: GeneralistModel, batch: EncoderBatch) -> list:
     from ofasys.generation import SequenceGenerator
 

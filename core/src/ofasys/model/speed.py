@@ -18,15 +18,15 @@
   many rows (training, the encoder and the cross-attention keys/values at inference) depend on the processor
   (:func:`_onednn_wins_large_products`): oneDNN was 10-20% faster on an AMD EPYC with AVX-512 and is slower on an
   AVX2-only AMD EPYC (75-79 against MKL's 89-92 GFLOP/s, one thread) and on an Intel Xeon. Where it wins,
-  without autograd products of 32 rows or more on plain weights use oneDNN (:data:`ONEDNN_UNPACKED`), and with autograd
-  layers whose both dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256: ``tiny`` and larger) use a oneDNN
-  forward and input gradient with MKL's weight gradient (the fastest combination measured there); smaller layers
-  (``nano``, the size the calibrated tests train) keep ``F.linear``. Decoding weights are laid out per row count
-  (:func:`pack_linear_weight`: oneDNN's blocked layout, or a transposed copy for MKL where that measured faster),
-  and fc1's GELU is fused into oneDNN's product at inference (:func:`linear_gelu`). Same precision (float32
-  products and sums; results differ from MKL's by summation order only, ~1e-6 relative). ``OFASYS_ONEDNN=0``
-  in the environment turns all of it off; ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` moves the training threshold,
-  ``OFASYS_ONEDNN_UNPACKED`` (``1``/``0``) sets the inference choice for plain weights and
+  without autograd products of 32 rows or more on plain weights use oneDNN (:data:`ONEDNN_UNPACKED`), and with
+  autograd layers whose both dimensions are at least :data:`ONEDNN_TRAIN_MIN_DIM` (256: ``tiny`` and larger) use
+  a oneDNN forward and input gradient with MKL's weight gradient (the fastest combination measured there);
+  smaller layers (``nano``, the size the calibrated tests train) keep ``F.linear``. Decoding weights are laid
+  out per row count (:func:`pack_linear_weight`: oneDNN's blocked layout, or a transposed copy for MKL where that
+  measured faster), and fc1's GELU is fused into oneDNN's product at inference (:func:`linear_gelu`). Same
+  precision (float32 products and sums; results differ from MKL's by summation order only, ~1e-6 relative).
+  ``OFASYS_ONEDNN=0`` in the environment turns all of it off; ``OFASYS_ONEDNN_TRAIN_MIN_DIM`` moves the training
+  threshold, ``OFASYS_ONEDNN_UNPACKED`` (``1``/``0``) sets the inference choice for plain weights and
   ``OFASYS_INFER_WEIGHTS`` (``auto``/``onednn``/``mkl``) picks the decoding weights' layout.
 * :func:`unpad_worthwhile` — whether the encoder's layers run on the real positions only
   (:class:`~ofasys.model.transformer.Unpadded`): when :data:`UNPAD_MIN_FRACTION` of a batch is padding and the
@@ -140,7 +140,7 @@ def _onednn_wins_large_products() -> bool:
     """Whether oneDNN's float32 products of many rows (training, the encoder and the cross-attention keys/values at
     inference) beat MKL's sgemm on this processor: measured so on an AMD processor with AVX-512 (Zen 4) only. On
     an AMD EPYC with AVX2 only (Zen 3) MKL reaches 89-92 GFLOP/s on the ``base`` encoder's products against
-    oneDNN's 75-79 (one thread; the ``base`` encoder at inference 929 ms with MKL, 1205 ms with oneDNN), and on
+    oneDNN's 75-79 (one thread; the ``base`` encoder at inference about 930 ms with MKL, 1205 ms with oneDNN), and on
     an Intel Xeon (Sapphire Rapids) MKL is about 10% faster on the training products."""
     vendor, flags = _cpu_info()
     return vendor == "AuthenticAMD" and "avx512f" in flags
