@@ -528,11 +528,8 @@ class DecoderCache:
         ``cross_kv``/``cross_mask`` (a source reordering assigns new ones)."""
         cv = self._cross_views
         if cv is None or cv[0] is not self.cross_kv or cv[1] is not self.cross_mask:
-            views = []
-            for k, v in self.cross_kv:
-                b, h, s, hd = k.shape
-                views.append((k.transpose(-1, -2).reshape(b * h, hd, s), v.reshape(b * h, s, hd)))
-            b, h, s = self.cross_kv[0][0].shape[:3]
+            b, h, s, hd = self.cross_kv[0][0].shape
+            views = [(k.transpose(-1, -2).reshape(b * h, hd, s), v.reshape(b * h, s, hd)) for k, v in self.cross_kv]
             mask = self.cross_mask.expand(b, h, 1, s).reshape(b * h, 1, s)
             cv = self._cross_views = (self.cross_kv, self.cross_mask, views, mask)
         return cv[2], cv[3]
